@@ -1,0 +1,341 @@
+"""The pipeline config: one YAML per data set, validated once when loaded.
+
+``load_config`` reads the YAML, resolves relative paths against the config's
+folder, reads the data contract it names and returns a :class:`PipelineConfig`.
+The resolved config (contract inlined) is what the KFP pipeline receives as
+its one structured parameter, so every component sees the same validated
+settings and the cache key changes whenever any setting does.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tabpipe.contract import DataContract, format_validation_error, parse_contract
+from tabpipe.errors import ConfigError
+
+
+class TaskType(str, enum.Enum):
+    """Learning task of a data set."""
+
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+    @property
+    def is_classification(self) -> bool:
+        """True for the two classification tasks."""
+        return self is not TaskType.REGRESSION
+
+
+class SourceFormat(str, enum.Enum):
+    """File formats ingest can read."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSON = "json"
+
+
+class Metric(str, enum.Enum):
+    """Metrics evaluate computes; each knows whether higher is better."""
+
+    ACCURACY = "accuracy"
+    PRECISION = "precision"
+    RECALL = "recall"
+    F1 = "f1"
+    ROC_AUC = "roc_auc"
+    MAE = "mae"
+    RMSE = "rmse"
+    R2 = "r2"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Direction of improvement."""
+        return self not in (Metric.MAE, Metric.RMSE)
+
+    @property
+    def for_classification(self) -> bool:
+        """Whether the metric applies to classification (else regression)."""
+        return self not in (Metric.MAE, Metric.RMSE, Metric.R2)
+
+
+class Estimator(str, enum.Enum):
+    """Candidate estimators the train stage knows how to build."""
+
+    LOGISTIC_REGRESSION = "logistic_regression"
+    RANDOM_FOREST = "random_forest"
+    HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
+    RIDGE = "ridge"
+    LINEAR_REGRESSION = "linear_regression"
+
+    @property
+    def tasks(self) -> frozenset[TaskType]:
+        """Tasks the estimator can be used for."""
+        if self is Estimator.LOGISTIC_REGRESSION:
+            return frozenset({TaskType.BINARY, TaskType.MULTICLASS})
+        if self in (Estimator.RIDGE, Estimator.LINEAR_REGRESSION):
+            return frozenset({TaskType.REGRESSION})
+        return frozenset(TaskType)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the raw data comes from."""
+
+    uri: str = Field(description="Local path (relative to the config file) or, later, s3:// URI.")
+    format: SourceFormat | None = Field(
+        default=None, description="File format; inferred from the suffix when omitted."
+    )
+
+    @property
+    def resolved_format(self) -> SourceFormat:
+        """The declared format, or the one the URI's suffix implies."""
+        if self.format is not None:
+            return self.format
+        suffix = Path(self.uri.split("?")[0]).suffix.lower().lstrip(".")
+        aliases = {"csv": SourceFormat.CSV, "parquet": SourceFormat.PARQUET, "pq": SourceFormat.PARQUET,
+                   "json": SourceFormat.JSON, "jsonl": SourceFormat.JSON}
+        if suffix not in aliases:
+            raise ConfigError(
+                f"source.format: cannot infer the format of {self.uri!r}; set source.format "
+                f"to one of {[f.value for f in SourceFormat]}"
+            )
+        return aliases[suffix]
+
+
+class SplitConfig(_Strict):
+    """Train/validation/test split."""
+
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    validation_size: float = Field(default=0.1, gt=0.0, lt=1.0)
+    seed: int = 42
+    timestamp_column: str | None = Field(
+        default=None, description="When set, split by time (oldest rows train) instead of stratified."
+    )
+
+    @model_validator(mode="after")
+    def _room_for_training(self) -> SplitConfig:
+        if self.test_size + self.validation_size >= 0.9:
+            raise ValueError("test_size + validation_size must leave at least 10% for training")
+        return self
+
+
+class FeatureOp(str, enum.Enum):
+    """Operations an engineered feature can apply to numeric inputs."""
+
+    RATIO = "ratio"
+    PRODUCT = "product"
+    DIFFERENCE = "difference"
+    SUM = "sum"
+    LOG1P = "log1p"
+
+
+class EngineeredFeature(_Strict):
+    """One derived numeric column, computed inside the model pipeline."""
+
+    name: str
+    op: FeatureOp
+    inputs: list[str] = Field(min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _arity(self) -> EngineeredFeature:
+        expected = 1 if self.op is FeatureOp.LOG1P else 2
+        if len(self.inputs) != expected:
+            raise ValueError(f"op {self.op.value!r} takes {expected} input(s), got {len(self.inputs)}")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """Feature handling declared per data set."""
+
+    engineered: list[EngineeredFeature] = []
+    drop: list[str] = Field(default=[], description="Columns never used as features.")
+    max_categories: int = Field(default=30, ge=2, description="Rarer categories are grouped.")
+
+
+class ParamRange(_Strict):
+    """A hyperparameter drawn from a numeric range."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+ParamSpace = ParamRange | list[Any]
+
+
+class CandidateModel(_Strict):
+    """One estimator to search, with its hyperparameter space."""
+
+    estimator: Estimator
+    params: dict[str, ParamSpace] = {}
+
+
+class SearchConfig(_Strict):
+    """Hyperparameter search settings."""
+
+    n_iter: int = Field(default=6, ge=1, le=500)
+    cv_folds: int = Field(default=3, ge=2, le=20)
+    seed: int = 42
+    n_jobs: int = Field(default=1, ge=-1)
+
+
+class EvaluationConfig(_Strict):
+    """Metrics, slices and the blessing gate."""
+
+    primary_metric: Metric
+    thresholds: dict[Metric, float] = Field(
+        default={}, description="Lower bounds (or upper bounds for error metrics) the model must meet."
+    )
+    champion_tolerance: float = Field(
+        default=0.0, ge=0.0, description="How much worse than the champion on the primary metric is allowed."
+    )
+    slices: list[str] = Field(default=[], description="Columns to compute per-value metrics on.")
+    max_slice_values: int = Field(default=20, ge=1)
+
+
+class DriftConfig(_Strict):
+    """Drift check against a reference data set."""
+
+    reference_uri: str | None = Field(default=None, description="Reference data; no drift check when unset.")
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    max_drifted_share: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+class RegistryConfig(_Strict):
+    """Where blessed models go in the MLflow Model Registry."""
+
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    experiment: str | None = Field(default=None, description="MLflow experiment; defaults to the config name.")
+
+
+class PipelineConfig(_Strict):
+    """A whole data set's config, with its contract inlined."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    task: TaskType
+    target: str
+    source: SourceConfig
+    contract: DataContract
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    models: Annotated[list[CandidateModel], Field(min_length=1)]
+    search: SearchConfig = SearchConfig()
+    evaluation: EvaluationConfig
+    drift: DriftConfig = DriftConfig()
+    registry: RegistryConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        columns = self.contract.columns
+        if self.target not in columns:
+            raise ValueError(f"target {self.target!r} is not a column of the contract")
+        if self.target in self.features.drop:
+            raise ValueError("features.drop must not name the target")
+        for i, model in enumerate(self.models):
+            if self.task not in model.estimator.tasks:
+                raise ValueError(
+                    f"models.{i}.estimator {model.estimator.value!r} cannot do {self.task.value}"
+                )
+        wanted = {self.evaluation.primary_metric, *self.evaluation.thresholds}
+        for metric in wanted:
+            if metric.for_classification != self.task.is_classification:
+                raise ValueError(f"evaluation: metric {metric.value!r} does not apply to {self.task.value}")
+        for feature in self.features.engineered:
+            for col in feature.inputs:
+                if col not in columns:
+                    raise ValueError(f"features.engineered {feature.name!r}: input {col!r} is not a contract column")
+                if columns[col].dtype.value not in ("integer", "float", "boolean"):
+                    raise ValueError(f"features.engineered {feature.name!r}: input {col!r} is not numeric")
+        for col in self.evaluation.slices:
+            if col not in columns:
+                raise ValueError(f"evaluation.slices: {col!r} is not a contract column")
+        ts = self.split.timestamp_column
+        if ts is not None and ts not in columns:
+            raise ValueError(f"split.timestamp_column {ts!r} is not a contract column")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        """MLflow experiment for this data set."""
+        return self.registry.experiment or self.name
+
+    def to_parameter(self) -> dict[str, Any]:
+        """The JSON-compatible dict passed to the KFP pipeline."""
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """A stable sha256 of the whole resolved config."""
+        canonical = json.dumps(self.to_parameter(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_config(data: Any, source: str = "pipeline config") -> PipelineConfig:
+    """Validate an already-resolved config mapping (as the components receive it)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {source}: expected a mapping at the top level")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    if "://" in value:
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a config YAML, resolve its relative paths and inline its contract.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, or a field is invalid (named).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
+    base = path.resolve().parent
+    source = data.get("source")
+    if isinstance(source, dict) and isinstance(source.get("uri"), str):
+        data["source"] = {**source, "uri": _resolve_path(source["uri"], base)}
+    drift = data.get("drift")
+    if isinstance(drift, dict) and isinstance(drift.get("reference_uri"), str):
+        data["drift"] = {**drift, "reference_uri": _resolve_path(drift["reference_uri"], base)}
+    contract_ref = data.get("contract")
+    if isinstance(contract_ref, str):
+        contract_path = Path(_resolve_path(contract_ref, base))
+        try:
+            contract_data = yaml.safe_load(contract_path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"contract: cannot read {contract_path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"contract: {contract_path} is not valid YAML: {exc}") from None
+        data["contract"] = parse_contract(contract_data, source=f"data contract {contract_path}")
+    return parse_config(data, source=f"config {path}")

@@ -1,0 +1,101 @@
+"""Reading source tables and hashing files.
+
+Sources are addressed by URI. Local paths are read here; ``s3://`` URIs are
+the seam for the MinIO issue: :func:`open_source` is the one place that will
+learn to fetch them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from tabpipe.config import SourceFormat
+from tabpipe.errors import SourceError
+
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_source(uri: str) -> bytes:
+    """Return the raw bytes behind a source URI.
+
+    Raises:
+        SourceError: the URI's scheme is unsupported, or the file is missing,
+            unreadable or empty.
+    """
+    if "://" in uri and not uri.startswith("file://"):
+        scheme = uri.split("://", 1)[0]
+        raise SourceError(f"source {uri!r}: the {scheme}:// scheme is not supported yet; use a local path")
+    path = Path(uri.removeprefix("file://"))
+    if not path.exists():
+        raise SourceError(f"source {path}: file not found")
+    if path.is_dir():
+        raise SourceError(f"source {path}: is a directory, expected a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"source {path}: cannot read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise SourceError(f"source {path}: file is empty")
+    return data
+
+
+def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
+    """Parse bytes of a CSV, Parquet or JSON table into a DataFrame.
+
+    Raises:
+        SourceError: the bytes are not a valid table of that format, or it has no rows.
+    """
+    buffer = io.BytesIO(data)
+    try:
+        if fmt is SourceFormat.CSV:
+            frame = pd.read_csv(buffer)
+        elif fmt is SourceFormat.PARQUET:
+            frame = pd.read_parquet(buffer)
+        else:
+            text = data.lstrip()
+            lines = text.startswith(b"{") and b"\n" in text.strip()
+            frame = pd.read_json(buffer, lines=lines, orient=None if lines else "records")
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SourceError(f"source {name}: not a valid {fmt.value} file ({detail})") from None
+    except Exception as exc:  # pyarrow raises its own error types for corrupt Parquet
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SourceError(f"source {name}: not a valid {fmt.value} file ({detail})") from None
+    if frame.empty:
+        raise SourceError(f"source {name}: the table has no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def read_table(uri: str, fmt: SourceFormat) -> tuple[pd.DataFrame, str]:
+    """Read a source table and return it with the sha256 of its bytes (the data version)."""
+    data = open_source(uri)
+    return parse_table(data, fmt, uri), sha256_bytes(data)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write a file so readers never see a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
