@@ -1,0 +1,26 @@
+"""Deploy component."""
+
+from kfp import dsl
+from kfp.dsl import Input, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def deploy(
+    config: dict,
+    mlflow_tracking_uri: str,
+    kfp_run_id: str,
+    code_version: str,
+    model: Input[Model],
+    version: str,
+    bundle: Output[Model],
+):
+    """Write the deployable bundle and move the ``champion`` alias to the new version."""
+    from tabpipe.guard import stage_guard
+    from tabpipe.tasks import load, run_deploy
+
+    cfg = load(config)
+    with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+        meta = run_deploy(cfg, mlflow_tracking_uri, model.path, model.metadata["sha256"], version, bundle.path)
+    bundle.metadata.update(meta)

@@ -1,0 +1,62 @@
+"""Evaluate component."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def evaluate(
+    config: dict,
+    mlflow_tracking_uri: str,
+    kfp_run_id: str,
+    code_version: str,
+    model: Input[Model],
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[Markdown],
+    blessing: Output[Artifact],
+) -> NamedTuple("EvaluateOutputs", [("blessed", bool)]):
+    """Test-split metrics, slices, plots and the blessing gate."""
+    import json
+    import math
+    from collections import namedtuple
+
+    from tabpipe.guard import stage_guard
+    from tabpipe.tasks import load, run_evaluate
+
+    cfg = load(config)
+    with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+        result = run_evaluate(
+            cfg,
+            mlflow_tracking_uri,
+            model.path,
+            model.metadata["sha256"],
+            model.metadata["mlflow_run_id"],
+            test.path,
+            report.path,
+            blessing.path,
+        )
+    for name, value in result.metrics.items():
+        if value is not None and math.isfinite(value):
+            metrics.log_metric(name, value)
+    # Metadata-only artifacts never hit the local cache; a file makes them cacheable.
+    with open(metrics.path, "w") as handle:
+        json.dump(result.metrics, handle)
+    if result.confusion is not None:
+        categories, matrix = result.confusion
+        classification_metrics.log_confusion_matrix(categories, matrix)
+    if result.roc is not None:
+        fpr, tpr, thresholds = result.roc
+        classification_metrics.log_roc_curve(fpr, tpr, thresholds)
+    with open(classification_metrics.path, "w") as handle:
+        json.dump({"confusion": result.confusion, "roc": result.roc}, handle)
+    blessing.metadata["blessed"] = result.blessed
+    blessing.metadata["reasons"] = result.reasons
+    blessing.metadata["champion_version"] = result.champion_version or ""
+    outputs = namedtuple("EvaluateOutputs", ["blessed"])
+    return outputs(result.blessed)

@@ -1,0 +1,26 @@
+"""Transform component."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def transform(
+    config: dict,
+    mlflow_tracking_uri: str,
+    kfp_run_id: str,
+    code_version: str,
+    train: Input[Dataset],
+    preprocessor: Output[Model],
+    features: Output[Markdown],
+):
+    """Fit the imputation/encoding/scaling and engineered features on the training split."""
+    from tabpipe.guard import stage_guard
+    from tabpipe.tasks import load, run_transform
+
+    cfg = load(config)
+    with stage_guard("transform", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+        meta = run_transform(cfg, train.path, preprocessor.path, features.path)
+    preprocessor.metadata.update(meta)

@@ -1,0 +1,85 @@
+"""The training pipeline: ingest → validate → transform → train → evaluate → register → deploy.
+
+``build_pipeline`` returns the pipeline function; ``compile_pipeline`` writes
+the YAML that is committed next to this file and submitted to a cluster.
+Register and deploy run only for a blessed model; an exit handler records
+every run's outcome, with the failed stage and reason.
+"""
+
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components import deploy, evaluate, ingest, record_outcome, register, train, transform, validate
+
+PIPELINE_NAME = "tabpipe-training"
+COMPILED_PATH = Path(__file__).with_name("training_pipeline.yaml")
+
+# Steps that talk to MLflow get retries with exponential backoff.
+SERVICE_RETRIES = 3
+SERVICE_BACKOFF = "10s"
+SERVICE_BACKOFF_FACTOR = 2.0
+SERVICE_BACKOFF_MAX = "120s"
+
+
+def _with_service_retries(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    return task.set_retry(
+        num_retries=SERVICE_RETRIES,
+        backoff_duration=SERVICE_BACKOFF,
+        backoff_factor=SERVICE_BACKOFF_FACTOR,
+        backoff_max_duration=SERVICE_BACKOFF_MAX,
+    )
+
+
+def build_pipeline() -> dsl.graph_component.GraphComponent:
+    """Build the training pipeline function."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Tabular ML: validated data, tracked hyperparameter search, gated registration and deployment.",
+    )
+    def training_pipeline(config: dict, mlflow_tracking_uri: str, code_version: str) -> None:
+        common = {
+            "config": config,
+            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        }
+        outcome = record_outcome(**common).set_caching_options(False)
+        outcome.set_display_name("record-outcome")
+        with dsl.ExitHandler(outcome, name="training"):
+            stage = {**common, "code_version": code_version}
+            ingested = ingest(**stage).set_display_name("ingest")
+            checked = validate(
+                **stage,
+                train=ingested.outputs["train"],
+                validation=ingested.outputs["validation"],
+                test=ingested.outputs["test"],
+            ).set_display_name("validate")
+            transformed = transform(**stage, train=checked.outputs["clean_train"]).set_display_name("transform")
+            trained = _with_service_retries(
+                train(
+                    **stage,
+                    train=checked.outputs["clean_train"],
+                    validation=checked.outputs["clean_validation"],
+                    preprocessor=transformed.outputs["preprocessor"],
+                )
+            ).set_display_name("train")
+            evaluated = _with_service_retries(
+                evaluate(**stage, model=trained.outputs["model"], test=checked.outputs["clean_test"])
+            ).set_display_name("evaluate")
+            with dsl.If(evaluated.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+                registered = _with_service_retries(
+                    register(**stage, model=trained.outputs["model"])
+                ).set_display_name("register")
+                _with_service_retries(
+                    deploy(**stage, model=trained.outputs["model"], version=registered.outputs["version"])
+                ).set_display_name("deploy")
+
+    return training_pipeline
+
+
+def compile_pipeline(path: Path = COMPILED_PATH) -> Path:
+    """Compile the pipeline to YAML at ``path``."""
+    compiler.Compiler().compile(build_pipeline(), str(path))
+    return path

@@ -1,0 +1,133 @@
+"""The ``tabpipe`` command: run, infer-schema, validate, compile.
+
+Expected failures print one clear message and exit non-zero; tracebacks are
+reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tabpipe.errors import ConfigError, TabpipeError
+
+DEFAULT_CONFIG = Path("configs/phishing.yaml")
+DEFAULT_STATE_DIR = Path(".state")
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tabpipe.config import load_config
+    from tabpipe.local_run import format_summary, run_pipeline
+    from tabpipe.mlflow_server import ensure_server
+
+    config = load_config(args.config)
+    server = ensure_server(args.tracking_uri, args.state_dir / "mlflow")
+    if server.started:
+        print(f"started MLflow server at {server.tracking_uri} (pid {server.pid}, log {server.log_path})")
+    summary = run_pipeline(config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache)
+    print(format_summary(summary))
+    return 0 if summary.succeeded else EXIT_FAILED
+
+
+def _read_data(path: Path) -> object:
+    from tabpipe.config import SourceConfig
+    from tabpipe.io import read_table
+
+    source = SourceConfig(uri=str(path))
+    frame, _ = read_table(source.uri, source.resolved_format)
+    return frame
+
+
+def _cmd_infer_schema(args: argparse.Namespace) -> int:
+    from tabpipe.contract import dump_contract
+    from tabpipe.stages.validate import infer_contract
+
+    frame = _read_data(args.data)
+    contract = infer_contract(frame, name=args.name or args.data.stem)
+    text = "# Drafted by `tabpipe infer-schema`: review every rule before relying on it.\n" + dump_contract(contract)
+    if args.out:
+        if args.out.exists() and not args.force:
+            raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
+        args.out.write_text(text)
+        print(f"wrote {args.out} ({len(contract.columns)} columns)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from tabpipe.config import load_config
+    from tabpipe.stages.validate import validate_frame
+
+    config = load_config(args.config)
+    data = args.data or Path(config.source.uri)
+    frame = _read_data(data)
+    reference = _read_data(Path(config.drift.reference_uri)) if config.drift.reference_uri else None
+    report = validate_frame(frame, config, reference, dataset=str(data))
+    if args.report:
+        args.report.write_text(json.dumps(report.to_dict(), indent=2))
+    print(report.to_markdown())
+    return 0 if report.passed else EXIT_FAILED
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from pipelines.training import compile_pipeline
+
+    path = compile_pipeline(args.out) if args.out else compile_pipeline()
+    print(f"compiled pipeline to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    from tabpipe.mlflow_server import DEFAULT_TRACKING_URI
+
+    parser = argparse.ArgumentParser(prog="tabpipe", description="End-to-end tabular ML pipeline on Kubeflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+    run.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking server")
+    run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local outputs and MLflow state")
+    run.add_argument("--no-cache", action="store_true", help="re-run every step")
+    run.set_defaults(func=_cmd_run)
+
+    infer = sub.add_parser("infer-schema", help="draft a data contract from a data file")
+    infer.add_argument("data", type=Path, help="CSV, Parquet or JSON file")
+    infer.add_argument("--name", help="contract name (default: file stem)")
+    infer.add_argument("--out", type=Path, help="write the YAML here instead of stdout")
+    infer.add_argument("--force", action="store_true", help="overwrite --out")
+    infer.set_defaults(func=_cmd_infer_schema)
+
+    check = sub.add_parser("validate", help="validate a data file against a config's contract and drift rules")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+    check.add_argument("--data", type=Path, help="data file (default: the config's source)")
+    check.add_argument("--report", type=Path, help="also write the JSON report here")
+    check.set_defaults(func=_cmd_validate)
+
+    comp = sub.add_parser("compile", help="compile the pipeline to YAML")
+    comp.add_argument("--out", type=Path, help="output path (default: pipelines/training_pipeline.yaml)")
+    comp.set_defaults(func=_cmd_compile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tabpipe`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TabpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

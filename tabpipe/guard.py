@@ -1,0 +1,36 @@
+"""The stage guard: turns expected failures into one clear message and a record.
+
+Every component body runs inside :func:`stage_guard`. A :class:`TabpipeError`
+(bad config, bad data, drift, an unreachable service) is printed as a single
+message naming the stage, recorded in MLflow as the run's failure (stage and
+reason) when the tracking server is reachable, and ends the task with exit
+code 1 instead of a traceback. Unexpected exceptions still propagate with
+their traceback, because those are bugs to debug.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tabpipe.errors import ServiceError, TabpipeError
+
+FAILURE_EXIT_CODE = 1
+
+
+@contextmanager
+def stage_guard(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str) -> Iterator[None]:
+    """Run a stage body; on an expected failure, report, record and exit 1."""
+    try:
+        yield
+    except TabpipeError as exc:
+        exc.stage = stage
+        print(f"\n[tabpipe] stage '{stage}' failed: {exc}\n", file=sys.stderr, flush=True)
+        try:
+            from tabpipe.tracking import record_outcome
+
+            record_outcome(tracking_uri, experiment, kfp_run_id, "failed", failed_stage=stage, reason=str(exc))
+        except ServiceError as record_exc:
+            print(f"[tabpipe] could not record the failure in MLflow: {record_exc}", file=sys.stderr)
+        raise SystemExit(FAILURE_EXIT_CODE) from None

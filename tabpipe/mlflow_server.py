@@ -1,0 +1,85 @@
+"""Start a local MLflow tracking server when none answers.
+
+The server uses a SQLite backend and serves artifacts from a state folder
+that git ignores. It is started detached, so it outlives ``make run`` and a
+second run finds it already up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tabpipe.errors import ServiceError
+
+DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
+STARTUP_TIMEOUT_SECONDS = 90.0
+
+
+def is_healthy(tracking_uri: str, timeout: float = 2.0) -> bool:
+    """True when an MLflow server answers its health endpoint."""
+    import requests
+
+    try:
+        return requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    """A tracking server this process started (or found running)."""
+
+    tracking_uri: str
+    started: bool
+    pid: int | None
+    log_path: Path | None
+
+
+def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
+    """Start ``mlflow server`` detached and wait until it is healthy.
+
+    Raises:
+        ServiceError: the server did not come up; the message points at its log.
+    """
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise ServiceError(f"will only start a local server for http://127.0.0.1:<port>, not {tracking_uri}")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "server.log"
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    command = [
+        mlflow_bin,
+        "server",
+        "--host", parsed.hostname,
+        "--port", str(parsed.port or 5000),
+        "--backend-store-uri", f"sqlite:///{(state_dir / 'mlflow.db').resolve()}",
+        "--artifacts-destination", str((state_dir / "artifacts").resolve()),
+        "--serve-artifacts",
+        "--workers", "1",
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if is_healthy(tracking_uri):
+            return ServerHandle(tracking_uri, True, process.pid, log_path)
+        if process.poll() is not None:
+            raise ServiceError(f"MLflow server exited with code {process.returncode}; see {log_path}")
+        time.sleep(0.5)
+    process.terminate()
+    raise ServiceError(f"MLflow server did not become healthy in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+
+
+def ensure_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
+    """Use the server at ``tracking_uri`` if it answers, else start one."""
+    if is_healthy(tracking_uri):
+        return ServerHandle(tracking_uri, False, None, None)
+    return start_server(tracking_uri, state_dir)

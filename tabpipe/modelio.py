@@ -1,0 +1,49 @@
+"""Saving and loading model bundles without trusting their bytes.
+
+Bundles are written with skops, whose loader rebuilds only allow-listed
+types instead of running pickle's arbitrary code, and every load first checks
+the file's sha256 against the checksum recorded when it was written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabpipe.errors import ArtifactIntegrityError
+from tabpipe.io import sha256_file, write_atomic
+
+MODEL_FILENAME = "model.skops"
+
+# Modules whose types a bundle may contain. Anything else in a file is refused.
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "tabpipe.stages.transform.", "builtins.")
+
+
+def save_model(model: object, path: str | Path) -> str:
+    """Serialize a fitted scikit-learn object with skops; return its sha256."""
+    import skops.io as sio
+
+    write_atomic(path, sio.dumps(model))
+    return sha256_file(path)
+
+
+def load_model(path: str | Path, expected_sha256: str) -> object:
+    """Load a skops bundle after verifying its checksum and the types it holds.
+
+    Raises:
+        ArtifactIntegrityError: the checksum differs, or the file holds a type
+            outside the trusted modules.
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ArtifactIntegrityError(
+            f"model bundle {path}: sha256 {actual[:12]}… does not match the recorded {expected_sha256[:12]}…"
+        )
+    data = path.read_bytes()
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    if refused:
+        raise ArtifactIntegrityError(f"model bundle {path}: refuses to load untrusted types {refused}")
+    return sio.loads(data, trusted=untrusted)

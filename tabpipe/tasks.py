@@ -1,0 +1,254 @@
+"""One function per stage, on paths: what each KFP component calls.
+
+These functions read their inputs from files, write their outputs to the
+paths they are given and return the metadata the component attaches to its
+artifacts. They know nothing about KFP, so the same stage code runs inside a
+component, in one process for the benchmark, and in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tabpipe.artifacts import BUNDLE_METADATA_FILENAME, Meta
+from tabpipe.config import PipelineConfig, parse_config
+from tabpipe.io import write_atomic
+from tabpipe.modelio import MODEL_FILENAME, load_model, save_model
+from tabpipe.tracking import RunContext
+
+PathLike = str | Path
+
+
+def _write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
+    write_atomic(path, frame.to_parquet(index=False))
+
+
+def _read_parquet(path: PathLike) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def load(config: dict[str, Any] | PipelineConfig) -> PipelineConfig:
+    """Accept the pipeline's config parameter (a dict) or an already parsed config."""
+    return config if isinstance(config, PipelineConfig) else parse_config(config)
+
+
+def run_ingest(config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike) -> dict[str, Any]:
+    """Read, hash and split the source; write the splits as Parquet."""
+    from tabpipe.stages.ingest import ingest
+
+    result = ingest(config)
+    for frame, path in ((result.splits.train, train), (result.splits.validation, validation),
+                        (result.splits.test, test)):
+        _write_parquet(frame, path)
+    return {
+        Meta.N_ROWS: result.n_rows,
+        Meta.DATA_VERSION: result.data_version,
+        "n_train": len(result.splits.train),
+        "n_validation": len(result.splits.validation),
+        "n_test": len(result.splits.test),
+    }
+
+
+@dataclass
+class ValidateOutputs:
+    """Where validate writes: cleaned splits and the two reports."""
+
+    train: PathLike
+    validation: PathLike
+    test: PathLike
+    report_json: PathLike
+    report_markdown: PathLike
+
+
+def run_validate(
+    config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike, out: ValidateOutputs
+) -> dict[str, Any]:
+    """Check the data against the contract, quality rules and drift; apply PII handling.
+
+    The reports are written before failing, so a person can read why.
+
+    Raises:
+        DataValidationError: naming every violated rule.
+    """
+    from tabpipe.io import read_table
+    from tabpipe.stages.validate import apply_pii, raise_for_report, validate_frame
+
+    frames = [_read_parquet(p) for p in (train, validation, test)]
+    whole = pd.concat(frames, ignore_index=True)
+    reference = None
+    if config.drift.reference_uri is not None:
+        from tabpipe.config import SourceConfig
+
+        ref_source = SourceConfig(uri=config.drift.reference_uri)
+        reference, _ = read_table(ref_source.uri, ref_source.resolved_format)
+    report = validate_frame(whole, config, reference, dataset=config.name)
+    write_atomic(out.report_json, json.dumps(report.to_dict(), indent=2).encode())
+    write_atomic(out.report_markdown, report.to_markdown().encode())
+    raise_for_report(report)
+    for frame, path in zip(frames, (out.train, out.validation, out.test), strict=True):
+        _write_parquet(apply_pii(frame, config.contract), path)
+    return {Meta.N_ROWS: len(whole), "warnings": len(report.warnings), Meta.CONTRACT_HASH: config.contract.fingerprint()}
+
+
+def run_transform(
+    config: PipelineConfig, train: PathLike, preprocessor: PathLike, report_markdown: PathLike
+) -> dict[str, Any]:
+    """Fit the preprocessing on the training split and save it."""
+    from tabpipe.stages.transform import describe_features, fit_preprocessor
+
+    fitted, names = fit_preprocessor(config, _read_parquet(train))
+    sha = save_model(fitted, preprocessor)
+    write_atomic(report_markdown, describe_features(config, names).encode())
+    return {Meta.SHA256: sha, "n_features_out": len(names)}
+
+
+def run_train(
+    config: PipelineConfig,
+    ctx: RunContext,
+    train: PathLike,
+    validation: PathLike,
+    preprocessor: PathLike,
+    preprocessor_sha256: str,
+    model: PathLike,
+) -> dict[str, Any]:
+    """Search the candidates, save the best bundle and log everything to MLflow."""
+    from tabpipe.stages.train import train as search
+    from tabpipe.stages.transform import split_xy
+    from tabpipe.tracking import log_training
+
+    train_frame = _read_parquet(train)
+    pre = load_model(preprocessor, preprocessor_sha256)
+    result = search(config, train_frame, _read_parquet(validation), pre)
+    sha = save_model(result.best.model, model)
+    features, _ = split_xy(train_frame, config)
+    run_id, model_uri = log_training(ctx, config, result, Path(model), sha, features.head(5))
+    return {
+        Meta.SHA256: sha,
+        Meta.MLFLOW_RUN_ID: run_id,
+        Meta.MLFLOW_MODEL_URI: model_uri,
+        Meta.ESTIMATOR: result.best.estimator,
+        f"cv_{result.metric.value}": result.best.cv_score,
+        f"validation_{result.metric.value}": result.best.validation_score,
+    }
+
+
+@dataclass
+class EvaluationOutput:
+    """What evaluate produced, for the component to publish."""
+
+    metrics: dict[str, float]
+    blessed: bool
+    reasons: list[str]
+    confusion: tuple[list[str], list[list[int]]] | None
+    roc: tuple[list[float], list[float], list[float]] | None
+    champion_version: str | None
+    champion_metrics: dict[str, float] | None
+    slices: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _champion_metrics(config: PipelineConfig, tracking_uri: str, test_frame: pd.DataFrame) -> tuple[str, dict] | None:
+    """Score the current champion on the same test split, so the comparison is fair."""
+    from tabpipe import tracking
+    from tabpipe.stages.evaluate import compute_metrics, predict
+    from tabpipe.stages.transform import split_xy
+
+    mlflow_client = tracking.client(tracking_uri)
+    current = tracking.champion(mlflow_client, config.registry.model_name)
+    if current is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
+        model = load_model(bundle, current.bundle_sha256)
+    features, target = split_xy(test_frame, config)
+    return current.version, compute_metrics(predict(model, features, target, config.task), config.task)
+
+
+def run_evaluate(
+    config: PipelineConfig,
+    tracking_uri: str,
+    model: PathLike,
+    model_sha256: str,
+    mlflow_run_id: str,
+    test: PathLike,
+    report_markdown: PathLike,
+    blessing_json: PathLike,
+) -> EvaluationOutput:
+    """Test metrics, slices, plots and the blessing gate."""
+    from tabpipe.stages import evaluate as ev
+    from tabpipe.stages.transform import split_xy
+    from tabpipe.tracking import log_evaluation
+
+    fitted = load_model(model, model_sha256)
+    test_frame = _read_parquet(test)
+    features, target = split_xy(test_frame, config)
+    pred = ev.predict(fitted, features, target, config.task)
+    metrics = ev.compute_metrics(pred, config.task)
+    slices = ev.slice_metrics(
+        test_frame, pred, config.task, config.evaluation.slices, config.evaluation.max_slice_values
+    )
+    champ = _champion_metrics(config, tracking_uri, test_frame)
+    champion_version, champion_metrics = champ if champ else (None, None)
+    blessing = ev.bless(metrics, config.evaluation, champion_metrics)
+    importance = ev.permutation_importance_table(fitted, features, target, config.task, seed=config.split.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = ev.write_plots(pred, importance, config.task, Path(tmp))
+        log_evaluation(tracking_uri, mlflow_run_id, metrics, blessing.to_dict(), slices, plots)
+    write_atomic(report_markdown, ev.render_markdown(metrics, slices, blessing, champion_metrics).encode())
+    record = {**blessing.to_dict(), "metrics": metrics, "champion_version": champion_version,
+              "champion_metrics": champion_metrics}
+    write_atomic(blessing_json, json.dumps(record, indent=2, default=str).encode())
+    classification = config.task.is_classification
+    return EvaluationOutput(
+        metrics=metrics,
+        blessed=blessing.blessed,
+        reasons=blessing.reasons,
+        confusion=ev.confusion(pred) if classification else None,
+        roc=ev.roc_curve_points(pred) if classification else None,
+        champion_version=champion_version,
+        champion_metrics=champion_metrics,
+        slices=slices,
+    )
+
+
+def run_register(
+    config: PipelineConfig, ctx: RunContext, model_uri: str, mlflow_run_id: str, model_sha256: str
+) -> str:
+    """Register the blessed model as a new version aliased ``challenger``."""
+    from tabpipe.tracking import register
+
+    return register(ctx.tracking_uri, config.registry.model_name, model_uri, mlflow_run_id, model_sha256, ctx.tags())
+
+
+def run_deploy(
+    config: PipelineConfig, tracking_uri: str, model: PathLike, model_sha256: str, version: str, bundle_dir: PathLike
+) -> dict[str, Any]:
+    """Write the deployable bundle, then move ``champion`` to the new version.
+
+    The bundle is verified by loading it before the alias moves, so a broken
+    bundle never becomes the champion.
+    """
+    import shutil
+
+    from tabpipe.tracking import promote
+
+    load_model(model, model_sha256)
+    bundle = Path(bundle_dir)
+    bundle.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, bundle / MODEL_FILENAME)
+    metadata = {
+        "model_name": config.registry.model_name,
+        "version": version,
+        "sha256": model_sha256,
+        "task": config.task.value,
+        "target": config.target,
+        "contract": config.contract.model_dump(mode="json"),
+    }
+    write_atomic(bundle / BUNDLE_METADATA_FILENAME, json.dumps(metadata, indent=2).encode())
+    previous = promote(tracking_uri, config.registry.model_name, version)
+    return {Meta.MODEL_VERSION: version, Meta.SHA256: model_sha256, "previous_champion": previous or ""}
