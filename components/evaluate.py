@@ -1,7 +1,5 @@
 """Evaluate component."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -10,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
@@ -20,16 +18,20 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
     blessing: Output[Artifact],
-) -> NamedTuple("EvaluateOutputs", [("blessed", bool)]):
-    """Test-split metrics, slices, plots and the blessing gate."""
+) -> bool:
+    """Test-split metrics, slices, plots and the blessing gate; returns whether the model is blessed.
+
+    A single ``bool`` return (KFP's ``Output`` parameter) rather than a named
+    output: kfp.local resolves ``<task>-Output`` in a ``dsl.If`` inside an
+    exit handler, but not a named output such as ``evaluate-blessed``.
+    """
     import json
     import math
-    from collections import namedtuple
 
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_evaluate
 
-    cfg = load(config)
+    cfg = load(config_json)
     with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         result = run_evaluate(
             cfg,
@@ -58,5 +60,4 @@ def evaluate(
     blessing.metadata["blessed"] = result.blessed
     blessing.metadata["reasons"] = result.reasons
     blessing.metadata["champion_version"] = result.champion_version or ""
-    outputs = namedtuple("EvaluateOutputs", ["blessed"])
-    return outputs(result.blessed)
+    return result.blessed

@@ -8,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def ingest(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
@@ -20,7 +20,7 @@ def ingest(
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_ingest
 
-    cfg = load(config)
+    cfg = load(config_json)
     with stage_guard("ingest", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_ingest(cfg, train.path, validation.path, test.path)
     for name, artifact in (("train", train), ("validation", validation), ("test", test)):

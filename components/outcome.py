@@ -7,13 +7,13 @@ from components.image import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def record_outcome(config: dict, mlflow_tracking_uri: str, kfp_run_id: str, status: PipelineTaskFinalStatus):
+def record_outcome(config_json: str, mlflow_tracking_uri: str, kfp_run_id: str, status: PipelineTaskFinalStatus):
     """Record the run's outcome in MLflow; for a failure without a stage record, record what KFP knows."""
     from tabpipe.tasks import load
     from tabpipe.tracking import failure_records
     from tabpipe.tracking import record_outcome as record
 
-    cfg = load(config)
+    cfg = load(config_json)
     if status.state == "SUCCEEDED":
         record(mlflow_tracking_uri, cfg.experiment_name, kfp_run_id, "succeeded")
         return

@@ -1,7 +1,5 @@
 """Register component."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Input, Model
 
@@ -10,20 +8,18 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
     model: Input[Model],
-) -> NamedTuple("RegisterOutputs", [("version", str)]):
-    """Register the blessed model in the MLflow Model Registry with alias ``challenger``."""
-    from collections import namedtuple
-
+) -> str:
+    """Register the blessed model in the MLflow Model Registry with alias ``challenger``; return its version."""
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_register
     from tabpipe.tracking import RunContext
 
-    cfg = load(config)
+    cfg = load(config_json)
     ctx = RunContext(
         tracking_uri=mlflow_tracking_uri,
         data_version=model.metadata["tabpipe.data_version"],
@@ -36,5 +32,4 @@ def register(
         version = run_register(
             cfg, ctx, model.metadata["mlflow_model_uri"], model.metadata["mlflow_run_id"], model.metadata["sha256"]
         )
-    outputs = namedtuple("RegisterOutputs", ["version"])
-    return outputs(version)
+    return version

@@ -8,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
@@ -22,7 +22,7 @@ def train(
     from tabpipe.tasks import load, run_train
     from tabpipe.tracking import RunContext
 
-    cfg = load(config)
+    cfg = load(config_json)
     ctx = RunContext(
         tracking_uri=mlflow_tracking_uri,
         data_version=train.metadata["data_version"],

@@ -8,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def transform(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
@@ -20,7 +20,7 @@ def transform(
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_transform
 
-    cfg = load(config)
+    cfg = load(config_json)
     with stage_guard("transform", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_transform(cfg, train.path, preprocessor.path, features.path)
     preprocessor.metadata.update(meta)

@@ -8,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def validate(
-    config: dict,
+    config_json: str,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     code_version: str,
@@ -25,7 +25,7 @@ def validate(
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import ValidateOutputs, load, run_validate
 
-    cfg = load(config)
+    cfg = load(config_json)
     outputs = ValidateOutputs(clean_train.path, clean_validation.path, clean_test.path, report_json.path, report.path)
     with stage_guard("validate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_validate(cfg, train.path, validation.path, test.path, outputs)

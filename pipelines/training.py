@@ -18,9 +18,9 @@ COMPILED_PATH = Path(__file__).with_name("training_pipeline.yaml")
 
 # Steps that talk to MLflow get retries with exponential backoff.
 SERVICE_RETRIES = 3
-SERVICE_BACKOFF = "10s"
+SERVICE_BACKOFF = "5s"
 SERVICE_BACKOFF_FACTOR = 2.0
-SERVICE_BACKOFF_MAX = "120s"
+SERVICE_BACKOFF_MAX = "60s"
 
 
 def _with_service_retries(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -39,9 +39,9 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
         name=PIPELINE_NAME,
         description="Tabular ML: validated data, tracked hyperparameter search, gated registration and deployment.",
     )
-    def training_pipeline(config: dict, mlflow_tracking_uri: str, code_version: str) -> None:
+    def training_pipeline(config_json: str, mlflow_tracking_uri: str, code_version: str) -> None:
         common = {
-            "config": config,
+            "config_json": config_json,
             "mlflow_tracking_uri": mlflow_tracking_uri,
             "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         }
@@ -68,12 +68,12 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
             evaluated = _with_service_retries(
                 evaluate(**stage, model=trained.outputs["model"], test=checked.outputs["clean_test"])
             ).set_display_name("evaluate")
-            with dsl.If(evaluated.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (KFP condition)
+            with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
                 registered = _with_service_retries(
                     register(**stage, model=trained.outputs["model"])
                 ).set_display_name("register")
                 _with_service_retries(
-                    deploy(**stage, model=trained.outputs["model"], version=registered.outputs["version"])
+                    deploy(**stage, model=trained.outputs["model"], version=registered.output)
                 ).set_display_name("deploy")
 
     return training_pipeline

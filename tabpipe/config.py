@@ -196,7 +196,13 @@ class SearchConfig(_Strict):
     n_iter: int = Field(default=6, ge=1, le=500)
     cv_folds: int = Field(default=3, ge=2, le=20)
     seed: int = 42
-    n_jobs: int = Field(default=1, ge=-1)
+    n_jobs: int = Field(default=1, ge=-1, description="Parallel CV fits (joblib).")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="OpenMP/BLAS threads per fit. OpenMP spin-waits collapse when cores are shared "
+        "(a 15.6 s fit instead of 0.4 s measured here), so one thread is the safe default.",
+    )
 
 
 class EvaluationConfig(_Strict):
@@ -279,14 +285,13 @@ class PipelineConfig(_Strict):
         """MLflow experiment for this data set."""
         return self.registry.experiment or self.name
 
-    def to_parameter(self) -> dict[str, Any]:
-        """The JSON-compatible dict passed to the KFP pipeline."""
-        return self.model_dump(mode="json")
+    def to_parameter(self) -> str:
+        """The canonical JSON passed to the KFP pipeline (sorted keys, so equal configs cache alike)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
     def fingerprint(self) -> str:
         """A stable sha256 of the whole resolved config."""
-        canonical = json.dumps(self.to_parameter(), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(self.to_parameter().encode()).hexdigest()
 
 
 def parse_config(data: Any, source: str = "pipeline config") -> PipelineConfig:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tabpipe.errors import ServiceError, TabpipeError
+from tabpipe.errors import TabpipeError
 
 FAILURE_EXIT_CODE = 1
 
@@ -27,10 +27,19 @@ def stage_guard(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str)
     except TabpipeError as exc:
         exc.stage = stage
         print(f"\n[tabpipe] stage '{stage}' failed: {exc}\n", file=sys.stderr, flush=True)
-        try:
-            from tabpipe.tracking import record_outcome
-
-            record_outcome(tracking_uri, experiment, kfp_run_id, "failed", failed_stage=stage, reason=str(exc))
-        except ServiceError as record_exc:
-            print(f"[tabpipe] could not record the failure in MLflow: {record_exc}", file=sys.stderr)
+        _record(stage, tracking_uri, experiment, kfp_run_id, str(exc))
         raise SystemExit(FAILURE_EXIT_CODE) from None
+    except Exception as exc:
+        # A bug, not bad input: keep the traceback, but still record where it happened.
+        _record(stage, tracking_uri, experiment, kfp_run_id, f"unexpected {type(exc).__name__}: {exc}")
+        raise
+
+
+def _record(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str, reason: str) -> None:
+    """Record a stage failure in MLflow, best effort: the failure itself must still surface."""
+    try:
+        from tabpipe.tracking import record_outcome
+
+        record_outcome(tracking_uri, experiment, kfp_run_id, "failed", failed_stage=stage, reason=reason)
+    except Exception as record_exc:  # noqa: BLE001 (recording must never mask the real failure)
+        print(f"[tabpipe] could not record the failure in MLflow: {record_exc}", file=sys.stderr)

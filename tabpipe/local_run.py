@@ -145,7 +145,7 @@ def run_pipeline(
     sys.stdout = timer if not quiet else _TaskTimer(io.StringIO())
     failure: str | None = None
     try:
-        pipeline(config=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version())
+        pipeline(config_json=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version())
     except RuntimeError as exc:  # kfp.local raises RuntimeError when a task fails
         failure = str(exc)
     finally:

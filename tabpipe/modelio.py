@@ -26,6 +26,21 @@ def save_model(model: object, path: str | Path) -> str:
     return sha256_file(path)
 
 
+def trusted_types(data: bytes, source: str) -> list[str]:
+    """The non-default types in a skops payload, if all come from trusted modules.
+
+    Raises:
+        ArtifactIntegrityError: the payload holds a type outside the trusted modules.
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    if refused:
+        raise ArtifactIntegrityError(f"model bundle {source}: refuses to load untrusted types {refused}")
+    return untrusted
+
+
 def load_model(path: str | Path, expected_sha256: str) -> object:
     """Load a skops bundle after verifying its checksum and the types it holds.
 
@@ -42,8 +57,4 @@ def load_model(path: str | Path, expected_sha256: str) -> object:
             f"model bundle {path}: sha256 {actual[:12]}… does not match the recorded {expected_sha256[:12]}…"
         )
     data = path.read_bytes()
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
-    if refused:
-        raise ArtifactIntegrityError(f"model bundle {path}: refuses to load untrusted types {refused}")
-    return sio.loads(data, trusted=untrusted)
+    return sio.loads(data, trusted=trusted_types(data, str(path)))

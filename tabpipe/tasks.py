@@ -33,9 +33,16 @@ def _read_parquet(path: PathLike) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load(config: dict[str, Any] | PipelineConfig) -> PipelineConfig:
-    """Accept the pipeline's config parameter (a dict) or an already parsed config."""
-    return config if isinstance(config, PipelineConfig) else parse_config(config)
+def load(config_json: str | PipelineConfig) -> PipelineConfig:
+    """Parse the pipeline's config parameter (canonical JSON of a validated config) again.
+
+    KFP struct parameters cannot hold nulls (a search space such as
+    ``max_depth: [8, null]`` needs them), so the config travels as the JSON
+    that :meth:`PipelineConfig.to_parameter` wrote, and is re-validated here.
+    """
+    if isinstance(config_json, PipelineConfig):
+        return config_json
+    return parse_config(json.loads(config_json))
 
 
 def run_ingest(config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike) -> dict[str, Any]:
@@ -196,12 +203,12 @@ def run_evaluate(
     champion_version, champion_metrics = champ if champ else (None, None)
     blessing = ev.bless(metrics, config.evaluation, champion_metrics)
     importance = ev.permutation_importance_table(fitted, features, target, config.task, seed=config.split.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        plots = ev.write_plots(pred, importance, config.task, Path(tmp))
-        log_evaluation(tracking_uri, mlflow_run_id, metrics, blessing.to_dict(), slices, plots)
-    write_atomic(report_markdown, ev.render_markdown(metrics, slices, blessing, champion_metrics).encode())
     record = {**blessing.to_dict(), "metrics": metrics, "champion_version": champion_version,
               "champion_metrics": champion_metrics}
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = ev.write_plots(pred, importance, config.task, Path(tmp))
+        log_evaluation(tracking_uri, mlflow_run_id, metrics, record, slices, plots)
+    write_atomic(report_markdown, ev.render_markdown(metrics, slices, blessing, champion_metrics).encode())
     write_atomic(blessing_json, json.dumps(record, indent=2, default=str).encode())
     classification = config.task.is_classification
     return EvaluationOutput(

@@ -105,6 +105,8 @@ def log_training(
     from mlflow.entities import Param, RunTag
     from mlflow.models import infer_signature
 
+    from tabpipe.modelio import trusted_types
+
     mlflow_client = client(ctx.tracking_uri)
     experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
     best = result.best
@@ -157,6 +159,7 @@ def log_training(
             signature=signature,
             input_example=input_example,
             serialization_format="skops",
+            skops_trusted_types=trusted_types(bundle_path.read_bytes(), str(bundle_path)),
         )
     return parent.info.run_id, model_info.model_uri
 
@@ -233,11 +236,11 @@ def register(
         mlflow_client.get_registered_model(model_name)
     except MlflowException:
         mlflow_client.create_registered_model(model_name, description="Registered by the tabpipe pipeline.")
-    version = mlflow_client.create_model_version(
-        model_name,
-        source=model_uri,
-        run_id=run_id,
-        tags={**tags, Tag.BUNDLE_SHA256: bundle_sha256, Tag.BLESSED: "true"},
+    import mlflow
+
+    # register_model resolves MLflow 3's logged-model URIs (models:/m-...) to their source.
+    version = mlflow.register_model(
+        model_uri, model_name, tags={**tags, Tag.BUNDLE_SHA256: bundle_sha256, Tag.BLESSED: "true"}
     )
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
     return str(version.version)

@@ -208,10 +208,13 @@ def train(
     x_val, y_val = split_xy(validation_frame, config)
     classes = sorted(pd.unique(y_train).tolist()) if config.task.is_classification else []
     scorer = scorer_for(config.evaluation.primary_metric, config.task, classes)
-    results = [
-        _search_candidate(candidate, config, x_train, y_train, x_val, y_val, scorer, preprocessor)
-        for candidate in config.models
-    ]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.search.threads):
+        results = [
+            _search_candidate(candidate, config, x_train, y_train, x_val, y_val, scorer, preprocessor)
+            for candidate in config.models
+        ]
     # Scorers are greater-is-better (errors are negated), so sort descending.
     results.sort(key=lambda r: r.validation_score, reverse=True)
     return TrainResult(metric=config.evaluation.primary_metric, candidates=results)
