@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import sys
 import time
@@ -143,6 +144,13 @@ def run_pipeline(
     timer = _TaskTimer(sys.stdout)
     original_stdout = sys.stdout
     sys.stdout = timer if not quiet else _TaskTimer(io.StringIO())
+    # kfp.local logs cache hits outside its own log context; route them through the timer too.
+    root_logger = logging.getLogger()
+    cache_log_handler = logging.StreamHandler(sys.stdout)
+    cache_log_handler.setLevel(logging.INFO)
+    previous_level = root_logger.level
+    root_logger.addHandler(cache_log_handler)
+    root_logger.setLevel(logging.INFO)
     failure: str | None = None
     try:
         pipeline(config_json=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version())
@@ -151,6 +159,8 @@ def run_pipeline(
     finally:
         active = sys.stdout
         sys.stdout = original_stdout
+        root_logger.removeHandler(cache_log_handler)
+        root_logger.setLevel(previous_level)
     timings = active.timings if isinstance(active, _TaskTimer) else {}
     summary = RunSummary(
         config_name=config.name,

@@ -160,8 +160,15 @@ class EvaluationOutput:
 
 
 def _champion_metrics(config: PipelineConfig, tracking_uri: str, test_frame: pd.DataFrame) -> tuple[str, dict] | None:
-    """Score the current champion on the same test split, so the comparison is fair."""
+    """Score the current champion on the same test split, so the comparison is fair.
+
+    When the champion's bundle cannot be fetched or fails verification, fall
+    back to the test metrics recorded on its run rather than skip the gate.
+    """
+    from mlflow.exceptions import MlflowException
+
     from tabpipe import tracking
+    from tabpipe.errors import ArtifactIntegrityError
     from tabpipe.stages.evaluate import compute_metrics, predict
     from tabpipe.stages.transform import split_xy
 
@@ -169,9 +176,14 @@ def _champion_metrics(config: PipelineConfig, tracking_uri: str, test_frame: pd.
     current = tracking.champion(mlflow_client, config.registry.model_name)
     if current is None:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
-        model = load_model(bundle, current.bundle_sha256)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
+            model = load_model(bundle, current.bundle_sha256)
+    except (MlflowException, ArtifactIntegrityError, OSError) as exc:
+        print(f"[tabpipe] champion v{current.version} bundle unusable ({exc}); using its recorded test metrics")
+        recorded = mlflow_client.get_run(current.run_id).data.metrics
+        return current.version, {k.removeprefix("test_"): v for k, v in recorded.items() if k.startswith("test_")}
     features, target = split_xy(test_frame, config)
     return current.version, compute_metrics(predict(model, features, target, config.task), config.task)
 

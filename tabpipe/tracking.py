@@ -9,6 +9,7 @@ one deployed.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,7 @@ def log_training(
     from mlflow.entities import Param, RunTag
     from mlflow.models import infer_signature
 
-    from tabpipe.modelio import trusted_types
+    from tabpipe.modelio import MODEL_FILENAME, trusted_types
 
     mlflow_client = client(ctx.tracking_uri)
     experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
@@ -150,7 +151,11 @@ def log_training(
         ]
         mlflow.log_dict({"metric": result.metric.value, "candidates": leaderboard}, "leaderboard.json")
         mlflow.log_dict(config.contract.model_dump(mode="json"), "contract.json")
-        mlflow.log_artifact(str(bundle_path), artifact_path=BUNDLE_ARTIFACT_DIR)
+        with tempfile.TemporaryDirectory() as tmp:
+            # KFP names artifact files after the output ("model"); the registry copy gets its real name.
+            named = Path(tmp) / MODEL_FILENAME
+            shutil.copyfile(bundle_path, named)
+            mlflow.log_artifact(str(named), artifact_path=BUNDLE_ARTIFACT_DIR)
         mlflow.set_tag(Tag.BUNDLE_SHA256, bundle_sha256)
         signature = infer_signature(input_example, best.model.predict(input_example))
         model_info = mlflow.sklearn.log_model(
