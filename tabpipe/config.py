@@ -286,8 +286,12 @@ class PipelineConfig(_Strict):
         return self.registry.experiment or self.name
 
     def to_parameter(self) -> str:
-        """The canonical JSON passed to the KFP pipeline (sorted keys, so equal configs cache alike)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """The JSON passed to the KFP pipeline.
+
+        Keys keep their declared order: the contract's column order is the
+        model's input order, so sorting would reorder the features.
+        """
+        return json.dumps(self.model_dump(mode="json"))
 
     def fingerprint(self) -> str:
         """A stable sha256 of the whole resolved config."""

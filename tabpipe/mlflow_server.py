@@ -83,3 +83,24 @@ def ensure_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
     if is_healthy(tracking_uri):
         return ServerHandle(tracking_uri, False, None, None)
     return start_server(tracking_uri, state_dir)
+
+
+def stop_server(handle: ServerHandle, timeout: float = 10.0) -> None:
+    """Stop a server this process started (its whole process group: uvicorn and job workers)."""
+    import os
+    import signal
+
+    if not handle.started or handle.pid is None:
+        return
+    try:
+        os.killpg(handle.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(handle.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(handle.pid, signal.SIGKILL)
