@@ -75,6 +75,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else EXIT_FAILED
 
 
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from tabpipe.config import load_config
+    from tabpipe.submit import submit
+
+    config = load_config(args.config)
+    run_id = submit(config, host=args.host, tracking_uri=args.tracking_uri, image_root=args.image_root,
+                    wait_seconds=args.wait)
+    print(f"submitted run {run_id} to {args.host}")
+    return 0
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.training import compile_pipeline
 
@@ -109,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data", type=Path, help="data file (default: the config's source)")
     check.add_argument("--report", type=Path, help="also write the JSON report here")
     check.set_defaults(func=_cmd_validate)
+
+    submit = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines cluster")
+    submit.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+    submit.add_argument("--host", default="http://localhost:8080", help="KFP API (kubectl port-forward)")
+    submit.add_argument("--tracking-uri", default="http://mlflow.tabpipe.svc.cluster.local:5000",
+                        help="MLflow as the pipeline pods reach it")
+    submit.add_argument("--image-root", default="/app", help="where the image holds configs/ and data/")
+    submit.add_argument("--wait", type=int, default=0, help="seconds to wait for the run to finish (0: don't)")
+    submit.set_defaults(func=_cmd_submit)
 
     comp = sub.add_parser("compile", help="compile the pipeline to YAML")
     comp.add_argument("--out", type=Path, help="output path (default: pipelines/training_pipeline.yaml)")

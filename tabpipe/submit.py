@@ -1,0 +1,72 @@
+"""Submit the compiled pipeline to a Kubeflow Pipelines cluster (``make pipeline-run``).
+
+Local paths in the config are rewritten to where the project image holds
+the same files (``/app/data/...``), so the default data sets run in a
+cluster without an object store. ``s3://`` sources pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabpipe.config import PipelineConfig
+from tabpipe.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def to_image_path(uri: str, image_root: str, repo_root: Path = REPO_ROOT) -> str:
+    """Map a repository file to its path inside the image; leave URIs with a scheme alone.
+
+    Raises:
+        ConfigError: a local path outside the repository, which the image cannot hold.
+    """
+    if "://" in uri:
+        return uri
+    path = Path(uri).resolve()
+    try:
+        relative = path.relative_to(repo_root)
+    except ValueError:
+        raise ConfigError(
+            f"source.uri {uri!r} is a local file outside the repository; a cluster run needs it in the "
+            "image or in object storage"
+        ) from None
+    return f"{image_root.rstrip('/')}/{relative.as_posix()}"
+
+
+def cluster_config(config: PipelineConfig, image_root: str, repo_root: Path = REPO_ROOT) -> PipelineConfig:
+    """The config with local data paths rewritten for the image."""
+    data = config.model_dump()
+    data["source"]["uri"] = to_image_path(config.source.uri, image_root, repo_root)
+    if config.drift.reference_uri:
+        data["drift"]["reference_uri"] = to_image_path(config.drift.reference_uri, image_root, repo_root)
+    return PipelineConfig.model_validate(data)
+
+
+def submission_arguments(config: PipelineConfig, tracking_uri: str, image_root: str) -> dict[str, str]:
+    """The pipeline parameters of a cluster run."""
+    from tabpipe.local_run import code_version
+
+    return {
+        "config_json": cluster_config(config, image_root).to_parameter(),
+        "mlflow_tracking_uri": tracking_uri,
+        "code_version": code_version(),
+    }
+
+
+def submit(config: PipelineConfig, host: str, tracking_uri: str, image_root: str, wait_seconds: int = 0) -> str:
+    """Create a run of the committed compiled pipeline; return its run id."""
+    import kfp
+
+    from pipelines.training import COMPILED_PATH
+
+    client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_package(
+        str(COMPILED_PATH),
+        arguments=submission_arguments(config, tracking_uri, image_root),
+        experiment_name=config.experiment_name,
+        enable_caching=True,
+    )
+    if wait_seconds:
+        client.wait_for_run_completion(run.run_id, timeout=wait_seconds)
+    return run.run_id
