@@ -38,9 +38,25 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
     from tabpipe.tracking import record_outcome
 
     workdir.mkdir(parents=True, exist_ok=True)
-    p = {name: workdir / name for name in (
-        "train", "validation", "test", "ctrain", "cvalidation", "ctest", "report.json", "report.md",
-        "preprocessor", "features.md", "model", "eval.md", "blessing.json", "bundle")}
+    p = {
+        name: workdir / name
+        for name in (
+            "train",
+            "validation",
+            "test",
+            "ctrain",
+            "cvalidation",
+            "ctest",
+            "report.json",
+            "report.md",
+            "preprocessor",
+            "features.md",
+            "model",
+            "eval.md",
+            "blessing.json",
+            "bundle",
+        )
+    }
     times: dict[str, float] = {}
 
     def timed(stage: str, fn, *args):
@@ -50,20 +66,70 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
         return result
 
     meta = timed("ingest", tasks.run_ingest, config, p["train"], p["validation"], p["test"])
-    outputs = tasks.ValidateOutputs(p["ctrain"], p["cvalidation"], p["ctest"], p["report.json"], p["report.md"])
+    outputs = tasks.ValidateOutputs(
+        p["ctrain"], p["cvalidation"], p["ctest"], p["report.json"], p["report.md"]
+    )
     vmeta = timed("validate", tasks.run_validate, config, p["train"], p["validation"], p["test"], outputs)
     tmeta = timed("transform", tasks.run_transform, config, p["ctrain"], p["preprocessor"], p["features.md"])
-    ctx = RunContext(tracking_uri, meta["data_version"], vmeta["contract_hash"], config.fingerprint(),
-                     code_version(), "bench-in-process")
-    model = timed("train", tasks.run_train, config, ctx, p["ctrain"], p["cvalidation"], p["preprocessor"],
-                  tmeta["sha256"], p["model"])
-    result = timed("evaluate", tasks.run_evaluate, config, tracking_uri, p["model"], model["sha256"],
-                   model["mlflow_run_id"], p["ctest"], p["eval.md"], p["blessing.json"])
+    ctx = RunContext(
+        tracking_uri,
+        meta["data_version"],
+        vmeta["contract_hash"],
+        config.fingerprint(),
+        code_version(),
+        "bench-in-process",
+    )
+    model = timed(
+        "train",
+        tasks.run_train,
+        config,
+        ctx,
+        p["ctrain"],
+        p["cvalidation"],
+        p["preprocessor"],
+        tmeta["sha256"],
+        p["model"],
+    )
+    result = timed(
+        "evaluate",
+        tasks.run_evaluate,
+        config,
+        tracking_uri,
+        p["model"],
+        model["sha256"],
+        model["mlflow_run_id"],
+        p["ctest"],
+        p["eval.md"],
+        p["blessing.json"],
+    )
     if result.blessed:
-        version = timed("register", tasks.run_register, config, ctx, model["mlflow_model_uri"],
-                        model["mlflow_run_id"], model["sha256"])
-        timed("deploy", tasks.run_deploy, config, tracking_uri, p["model"], model["sha256"], version, p["bundle"])
-    timed("record-outcome", record_outcome, tracking_uri, config.experiment_name, "bench-in-process", "succeeded")
+        version = timed(
+            "register",
+            tasks.run_register,
+            config,
+            ctx,
+            model["mlflow_model_uri"],
+            model["mlflow_run_id"],
+            model["sha256"],
+        )
+        timed(
+            "deploy",
+            tasks.run_deploy,
+            config,
+            tracking_uri,
+            p["model"],
+            model["sha256"],
+            version,
+            p["bundle"],
+        )
+    timed(
+        "record-outcome",
+        record_outcome,
+        tracking_uri,
+        config.experiment_name,
+        "bench-in-process",
+        "succeeded",
+    )
     return times
 
 
@@ -87,20 +153,28 @@ def main() -> int:
                 stages = run_in_process(config, server.tracking_uri, root / f"inproc-{i}")
                 inproc_runs.append({"total": time.perf_counter() - started, "stages": stages})
 
-                summary = run_pipeline(config, server.tracking_uri, root / f"kfp-{i}", enable_caching=False,
-                                       quiet=True)
+                summary = run_pipeline(
+                    config, server.tracking_uri, root / f"kfp-{i}", enable_caching=False, quiet=True
+                )
                 if not summary.succeeded:
-                    print(f"pipeline failed: {summary.failure_stage}: {summary.failure_reason}", file=sys.stderr)
+                    print(
+                        f"pipeline failed: {summary.failure_stage}: {summary.failure_reason}", file=sys.stderr
+                    )
                     return 1
-                kfp_runs.append({"total": summary.seconds, "stages": {s.name: s.seconds for s in summary.stages}})
+                kfp_runs.append(
+                    {"total": summary.seconds, "stages": {s.name: s.seconds for s in summary.stages}}
+                )
 
                 state = root / f"cached-{i}"
                 run_pipeline(config, server.tracking_uri, state, enable_caching=True, quiet=True)
                 again = run_pipeline(config, server.tracking_uri, state, enable_caching=True, quiet=True)
                 cached_runs.append({"total": again.seconds, "cached": sum(s.cached for s in again.stages)})
-                print(f"repeat {i + 1}/{args.repeats}: kfp.local {kfp_runs[-1]['total']:.1f}s, "
-                      f"in-process {inproc_runs[-1]['total']:.1f}s, cached re-run {cached_runs[-1]['total']:.1f}s",
-                      flush=True)
+                print(
+                    f"repeat {i + 1}/{args.repeats}: kfp.local {kfp_runs[-1]['total']:.1f}s, "
+                    f"in-process {inproc_runs[-1]['total']:.1f}s, "
+                    f"cached re-run {cached_runs[-1]['total']:.1f}s",
+                    flush=True,
+                )
         finally:
             stop_server(server)
 
@@ -130,11 +204,13 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2))
 
     print(f"\nmedians over {args.repeats} repeats ({args.config}):")
-    print(f"| stage | kfp.local (s) | in-process (s) |\n|---|---:|---:|")
+    print("| stage | kfp.local (s) | in-process (s) |\n|---|---:|---:|")
     for row in rows:
         print(f"| {row['stage']} | {row['kfp_local_s']:.2f} | {row['in_process_s']:.2f} |")
     print(f"| **total** | **{kfp_total:.1f}** | **{inproc_total:.1f}** |")
-    print(f"\norchestration overhead (kfp.local / in-process): {kfp_total / inproc_total:.2f}x (target <= 1.5x)")
+    print(
+        f"\norchestration overhead (kfp.local / in-process): {kfp_total / inproc_total:.2f}x (target <= 1.5x)"
+    )
     print(f"cached re-run: {cached_total:.1f}s (target <= 15 s)")
     print(f"JSON: {args.out}")
     return 0

@@ -14,7 +14,7 @@ def register(
     code_version: str,
     model: Input[Model],
 ) -> str:
-    """Register the blessed model in the MLflow Model Registry with alias ``challenger``; return its version."""
+    """Register the blessed model in the MLflow Model Registry as alias ``challenger``; return the version."""
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_register
     from tabpipe.tracking import RunContext
@@ -30,6 +30,10 @@ def register(
     )
     with stage_guard("register", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         version = run_register(
-            cfg, ctx, model.metadata["mlflow_model_uri"], model.metadata["mlflow_run_id"], model.metadata["sha256"]
+            cfg,
+            ctx,
+            model.metadata["mlflow_model_uri"],
+            model.metadata["mlflow_run_id"],
+            model.metadata["sha256"],
         )
     return version

@@ -33,7 +33,13 @@ def train(
     )
     with stage_guard("train", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_train(
-            cfg, ctx, train.path, validation.path, preprocessor.path, preprocessor.metadata["sha256"], model.path
+            cfg,
+            ctx,
+            train.path,
+            validation.path,
+            preprocessor.path,
+            preprocessor.metadata["sha256"],
+            model.path,
         )
     model.metadata.update(meta)
     model.metadata.update(ctx.tags())

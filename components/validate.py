@@ -26,7 +26,9 @@ def validate(
     from tabpipe.tasks import ValidateOutputs, load, run_validate
 
     cfg = load(config_json)
-    outputs = ValidateOutputs(clean_train.path, clean_validation.path, clean_test.path, report_json.path, report.path)
+    outputs = ValidateOutputs(
+        clean_train.path, clean_validation.path, clean_test.path, report_json.path, report.path
+    )
     with stage_guard("validate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_validate(cfg, train.path, validation.path, test.path, outputs)
     for source, artifact in ((train, clean_train), (validation, clean_validation), (test, clean_test)):

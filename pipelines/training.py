@@ -6,10 +6,9 @@ Register and deploy run only for a blessed model; an exit handler records
 every run's outcome, with the failed stage and reason.
 """
 
-
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from components import deploy, evaluate, ingest, record_outcome, register, train, transform, validate
 
@@ -23,8 +22,17 @@ SERVICE_BACKOFF_FACTOR = 2.0
 SERVICE_BACKOFF_MAX = "60s"
 
 
+# manifests/mlflow-networkpolicy.yaml admits only pods with this label to MLflow.
+MLFLOW_CLIENT_LABEL = ("tabpipe.io/mlflow-client", "true")
+
+
+def _mlflow_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Label a task's pod so the NetworkPolicy lets it reach MLflow."""
+    return kubernetes.add_pod_label(task, *MLFLOW_CLIENT_LABEL)
+
+
 def _with_service_retries(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    return task.set_retry(
+    return _mlflow_client(task).set_retry(
         num_retries=SERVICE_RETRIES,
         backoff_duration=SERVICE_BACKOFF,
         backoff_factor=SERVICE_BACKOFF_FACTOR,
@@ -37,7 +45,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Tabular ML: validated data, tracked hyperparameter search, gated registration and deployment.",
+        description="Tabular ML: validated data, tracked search, gated registration and deployment.",
     )
     def training_pipeline(config_json: str, mlflow_tracking_uri: str, code_version: str) -> None:
         common = {
@@ -45,7 +53,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
             "mlflow_tracking_uri": mlflow_tracking_uri,
             "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         }
-        outcome = record_outcome(**common).set_caching_options(False)
+        outcome = _mlflow_client(record_outcome(**common).set_caching_options(False))
         outcome.set_display_name("record-outcome")
         with dsl.ExitHandler(outcome, name="training"):
             stage = {**common, "code_version": code_version}
@@ -56,7 +64,9 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                 validation=ingested.outputs["validation"],
                 test=ingested.outputs["test"],
             ).set_display_name("validate")
-            transformed = transform(**stage, train=checked.outputs["clean_train"]).set_display_name("transform")
+            transformed = transform(**stage, train=checked.outputs["clean_train"]).set_display_name(
+                "transform"
+            )
             trained = _with_service_retries(
                 train(
                     **stage,

@@ -47,7 +47,9 @@ def _cmd_infer_schema(args: argparse.Namespace) -> int:
 
     frame = _read_data(args.data)
     contract = infer_contract(frame, name=args.name or args.data.stem)
-    text = "# Drafted by `tabpipe infer-schema`: review every rule before relying on it.\n" + dump_contract(contract)
+    text = "# Drafted by `tabpipe infer-schema`: review every rule before relying on it.\n" + dump_contract(
+        contract
+    )
     if args.out:
         if args.out.exists() and not args.force:
             raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
@@ -80,8 +82,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from tabpipe.submit import submit
 
     config = load_config(args.config)
-    run_id = submit(config, host=args.host, tracking_uri=args.tracking_uri, image_root=args.image_root,
-                    wait_seconds=args.wait)
+    run_id = submit(
+        config,
+        host=args.host,
+        tracking_uri=args.tracking_uri,
+        image_root=args.image_root,
+        wait_seconds=args.wait,
+    )
     print(f"submitted run {run_id} to {args.host}")
     return 0
 
@@ -98,13 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     from tabpipe.mlflow_server import DEFAULT_TRACKING_URI
 
-    parser = argparse.ArgumentParser(prog="tabpipe", description="End-to-end tabular ML pipeline on Kubeflow.")
+    parser = argparse.ArgumentParser(
+        prog="tabpipe", description="End-to-end tabular ML pipeline on Kubeflow."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the whole pipeline locally with kfp.local")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
     run.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking server")
-    run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local outputs and MLflow state")
+    run.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local outputs and MLflow state"
+    )
     run.add_argument("--no-cache", action="store_true", help="re-run every step")
     run.set_defaults(func=_cmd_run)
 
@@ -115,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--force", action="store_true", help="overwrite --out")
     infer.set_defaults(func=_cmd_infer_schema)
 
-    check = sub.add_parser("validate", help="validate a data file against a config's contract and drift rules")
+    check = sub.add_parser(
+        "validate", help="validate a data file against a config's contract and drift rules"
+    )
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
     check.add_argument("--data", type=Path, help="data file (default: the config's source)")
     check.add_argument("--report", type=Path, help="also write the JSON report here")
@@ -124,10 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines cluster")
     submit.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
     submit.add_argument("--host", default="http://localhost:8080", help="KFP API (kubectl port-forward)")
-    submit.add_argument("--tracking-uri", default="http://mlflow.tabpipe.svc.cluster.local:5000",
-                        help="MLflow as the pipeline pods reach it")
+    submit.add_argument(
+        "--tracking-uri",
+        default="http://mlflow.tabpipe.svc.cluster.local:5000",
+        help="MLflow as the pipeline pods reach it",
+    )
     submit.add_argument("--image-root", default="/app", help="where the image holds configs/ and data/")
-    submit.add_argument("--wait", type=int, default=0, help="seconds to wait for the run to finish (0: don't)")
+    submit.add_argument(
+        "--wait", type=int, default=0, help="seconds to wait for the run to finish (0: don't)"
+    )
     submit.set_defaults(func=_cmd_submit)
 
     comp = sub.add_parser("compile", help="compile the pipeline to YAML")

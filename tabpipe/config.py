@@ -13,7 +13,7 @@ import enum
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,7 +22,7 @@ from tabpipe.contract import DataContract, format_validation_error, parse_contra
 from tabpipe.errors import ConfigError
 
 
-class TaskType(str, enum.Enum):
+class TaskType(enum.StrEnum):
     """Learning task of a data set."""
 
     BINARY = "binary_classification"
@@ -35,7 +35,7 @@ class TaskType(str, enum.Enum):
         return self is not TaskType.REGRESSION
 
 
-class SourceFormat(str, enum.Enum):
+class SourceFormat(enum.StrEnum):
     """File formats ingest can read."""
 
     CSV = "csv"
@@ -43,7 +43,7 @@ class SourceFormat(str, enum.Enum):
     JSON = "json"
 
 
-class Metric(str, enum.Enum):
+class Metric(enum.StrEnum):
     """Metrics evaluate computes; each knows whether higher is better."""
 
     ACCURACY = "accuracy"
@@ -66,7 +66,7 @@ class Metric(str, enum.Enum):
         return self not in (Metric.MAE, Metric.RMSE, Metric.R2)
 
 
-class Estimator(str, enum.Enum):
+class Estimator(enum.StrEnum):
     """Candidate estimators the train stage knows how to build."""
 
     LOGISTIC_REGRESSION = "logistic_regression"
@@ -103,8 +103,13 @@ class SourceConfig(_Strict):
         if self.format is not None:
             return self.format
         suffix = Path(self.uri.split("?")[0]).suffix.lower().lstrip(".")
-        aliases = {"csv": SourceFormat.CSV, "parquet": SourceFormat.PARQUET, "pq": SourceFormat.PARQUET,
-                   "json": SourceFormat.JSON, "jsonl": SourceFormat.JSON}
+        aliases = {
+            "csv": SourceFormat.CSV,
+            "parquet": SourceFormat.PARQUET,
+            "pq": SourceFormat.PARQUET,
+            "json": SourceFormat.JSON,
+            "jsonl": SourceFormat.JSON,
+        }
         if suffix not in aliases:
             raise ConfigError(
                 f"source.format: cannot infer the format of {self.uri!r}; set source.format "
@@ -130,7 +135,7 @@ class SplitConfig(_Strict):
         return self
 
 
-class FeatureOp(str, enum.Enum):
+class FeatureOp(enum.StrEnum):
     """Operations an engineered feature can apply to numeric inputs."""
 
     RATIO = "ratio"
@@ -231,7 +236,9 @@ class RegistryConfig(_Strict):
     """Where blessed models go in the MLflow Model Registry."""
 
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    experiment: str | None = Field(default=None, description="MLflow experiment; defaults to the config name.")
+    experiment: str | None = Field(
+        default=None, description="MLflow experiment; defaults to the config name."
+    )
 
 
 class PipelineConfig(_Strict):
@@ -269,7 +276,9 @@ class PipelineConfig(_Strict):
         for feature in self.features.engineered:
             for col in feature.inputs:
                 if col not in columns:
-                    raise ValueError(f"features.engineered {feature.name!r}: input {col!r} is not a contract column")
+                    raise ValueError(
+                        f"features.engineered {feature.name!r}: input {col!r} is not a contract column"
+                    )
                 if columns[col].dtype.value not in ("integer", "float", "boolean"):
                     raise ValueError(f"features.engineered {feature.name!r}: input {col!r} is not numeric")
         for col in self.evaluation.slices:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tabpipe.errors import ConfigError
 
 
-class ColumnType(str, enum.Enum):
+class ColumnType(enum.StrEnum):
     """Logical column types a contract can declare."""
 
     INTEGER = "integer"
@@ -29,7 +29,7 @@ class ColumnType(str, enum.Enum):
     DATETIME = "datetime"
 
 
-class PiiAction(str, enum.Enum):
+class PiiAction(enum.StrEnum):
     """What to do with a column holding personal data before anything else sees it."""
 
     DROP = "drop"

@@ -11,11 +11,13 @@ import hashlib
 import io
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from tabpipe.config import SourceFormat
 from tabpipe.errors import SourceError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CHUNK = 1 << 20
 
@@ -64,6 +66,8 @@ def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
     Raises:
         SourceError: the bytes are not a valid table of that format, or it has no rows.
     """
+    import pandas as pd
+
     buffer = io.BytesIO(data)
     try:
         if fmt is SourceFormat.CSV:

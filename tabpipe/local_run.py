@@ -153,7 +153,9 @@ def run_pipeline(
     root_logger.setLevel(logging.INFO)
     failure: str | None = None
     try:
-        pipeline(config_json=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version())
+        pipeline(
+            config_json=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version()
+        )
     except RuntimeError as exc:  # kfp.local raises RuntimeError when a task fails
         failure = str(exc)
     finally:
@@ -186,7 +188,9 @@ def _fill_from_mlflow(
         if experiment is not None:
             runs = mlflow_client.search_runs(
                 [experiment.experiment_id],
-                filter_string=f"tags.`{tracking.Tag.OUTCOME}` = 'failed' and attributes.start_time >= {int(since * 1000)}",
+                filter_string=(
+                    f"tags.`{tracking.Tag.OUTCOME}` = 'failed' and attributes.start_time >= {int(since * 1000)}"
+                ),
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
             )
@@ -232,7 +236,9 @@ def format_summary(summary: RunSummary) -> str:
         lines.append("no model was registered or deployed by this run")
     if summary.blessing:
         metrics = summary.blessing.get("metrics", {})
-        lines.append("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None))
+        lines.append(
+            "test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None)
+        )
         lines.append(f"blessed: {'yes' if summary.blessed else 'no'}")
         for check in summary.blessing.get("checks", []):
             mark = "pass" if check.get("passed") else "FAIL"

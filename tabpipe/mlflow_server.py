@@ -56,12 +56,17 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
     command = [
         mlflow_bin,
         "server",
-        "--host", parsed.hostname,
-        "--port", str(parsed.port or 5000),
-        "--backend-store-uri", f"sqlite:///{(state_dir / 'mlflow.db').resolve()}",
-        "--artifacts-destination", str((state_dir / "artifacts").resolve()),
+        "--host",
+        parsed.hostname,
+        "--port",
+        str(parsed.port or 5000),
+        "--backend-store-uri",
+        f"sqlite:///{(state_dir / 'mlflow.db').resolve()}",
+        "--artifacts-destination",
+        str((state_dir / "artifacts").resolve()),
         "--serve-artifacts",
-        "--workers", "1",
+        "--workers",
+        "1",
     ]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
@@ -75,7 +80,9 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
             raise ServiceError(f"MLflow server exited with code {process.returncode}; see {log_path}")
         time.sleep(0.5)
     process.terminate()
-    raise ServiceError(f"MLflow server did not become healthy in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+    raise ServiceError(
+        f"MLflow server did not become healthy in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}"
+    )
 
 
 def ensure_server(tracking_uri: str, state_dir: Path) -> ServerHandle:

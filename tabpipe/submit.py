@@ -13,6 +13,8 @@ from tabpipe.config import PipelineConfig
 from tabpipe.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The least-privilege account from manifests/pipeline-runner-rbac.yaml, not KFP's broad default.
+PIPELINE_SERVICE_ACCOUNT = "tabpipe-pipeline-runner"
 
 
 def to_image_path(uri: str, image_root: str, repo_root: Path = REPO_ROOT) -> str:
@@ -54,7 +56,9 @@ def submission_arguments(config: PipelineConfig, tracking_uri: str, image_root: 
     }
 
 
-def submit(config: PipelineConfig, host: str, tracking_uri: str, image_root: str, wait_seconds: int = 0) -> str:
+def submit(
+    config: PipelineConfig, host: str, tracking_uri: str, image_root: str, wait_seconds: int = 0
+) -> str:
     """Create a run of the committed compiled pipeline; return its run id."""
     import kfp
 
@@ -66,6 +70,7 @@ def submit(config: PipelineConfig, host: str, tracking_uri: str, image_root: str
         arguments=submission_arguments(config, tracking_uri, image_root),
         experiment_name=config.experiment_name,
         enable_caching=True,
+        service_account=PIPELINE_SERVICE_ACCOUNT,
     )
     if wait_seconds:
         client.wait_for_run_completion(run.run_id, timeout=wait_seconds)

@@ -12,15 +12,16 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tabpipe.artifacts import BUNDLE_METADATA_FILENAME, Meta
 from tabpipe.config import PipelineConfig, parse_config
 from tabpipe.io import write_atomic
 from tabpipe.modelio import MODEL_FILENAME, load_model, save_model
 from tabpipe.tracking import RunContext
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = str | Path
 
@@ -30,6 +31,9 @@ def _write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
 
 
 def _read_parquet(path: PathLike) -> pd.DataFrame:
+    # Imported here: register, deploy and record-outcome never touch a DataFrame.
+    import pandas as pd
+
     return pd.read_parquet(path)
 
 
@@ -45,13 +49,18 @@ def load(config_json: str | PipelineConfig) -> PipelineConfig:
     return parse_config(json.loads(config_json))
 
 
-def run_ingest(config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike) -> dict[str, Any]:
+def run_ingest(
+    config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike
+) -> dict[str, Any]:
     """Read, hash and split the source; write the splits as Parquet."""
     from tabpipe.stages.ingest import ingest
 
     result = ingest(config)
-    for frame, path in ((result.splits.train, train), (result.splits.validation, validation),
-                        (result.splits.test, test)):
+    for frame, path in (
+        (result.splits.train, train),
+        (result.splits.validation, validation),
+        (result.splits.test, test),
+    ):
         _write_parquet(frame, path)
     return {
         Meta.N_ROWS: result.n_rows,
@@ -83,6 +92,8 @@ def run_validate(
     Raises:
         DataValidationError: naming every violated rule.
     """
+    import pandas as pd
+
     from tabpipe.io import read_table
     from tabpipe.stages.validate import apply_pii, raise_for_report, validate_frame
 
@@ -100,7 +111,11 @@ def run_validate(
     raise_for_report(report)
     for frame, path in zip(frames, (out.train, out.validation, out.test), strict=True):
         _write_parquet(apply_pii(frame, config.contract), path)
-    return {Meta.N_ROWS: len(whole), "warnings": len(report.warnings), Meta.CONTRACT_HASH: config.contract.fingerprint()}
+    return {
+        Meta.N_ROWS: len(whole),
+        "warnings": len(report.warnings),
+        Meta.CONTRACT_HASH: config.contract.fingerprint(),
+    }
 
 
 def run_transform(
@@ -159,7 +174,9 @@ class EvaluationOutput:
     slices: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _champion_metrics(config: PipelineConfig, tracking_uri: str, test_frame: pd.DataFrame) -> tuple[str, dict] | None:
+def _champion_metrics(
+    config: PipelineConfig, tracking_uri: str, test_frame: pd.DataFrame
+) -> tuple[str, dict] | None:
     """Score the current champion on the same test split, so the comparison is fair.
 
     When the champion's bundle cannot be fetched or fails verification, fall
@@ -181,9 +198,13 @@ def _champion_metrics(config: PipelineConfig, tracking_uri: str, test_frame: pd.
             bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
             model = load_model(bundle, current.bundle_sha256)
     except (MlflowException, ArtifactIntegrityError, OSError) as exc:
-        print(f"[tabpipe] champion v{current.version} bundle unusable ({exc}); using its recorded test metrics")
+        print(
+            f"[tabpipe] champion v{current.version} bundle unusable ({exc}); using its recorded test metrics"
+        )
         recorded = mlflow_client.get_run(current.run_id).data.metrics
-        return current.version, {k.removeprefix("test_"): v for k, v in recorded.items() if k.startswith("test_")}
+        return current.version, {
+            k.removeprefix("test_"): v for k, v in recorded.items() if k.startswith("test_")
+        }
     features, target = split_xy(test_frame, config)
     return current.version, compute_metrics(predict(model, features, target, config.task), config.task)
 
@@ -214,9 +235,15 @@ def run_evaluate(
     champ = _champion_metrics(config, tracking_uri, test_frame)
     champion_version, champion_metrics = champ if champ else (None, None)
     blessing = ev.bless(metrics, config.evaluation, champion_metrics)
-    importance = ev.permutation_importance_table(fitted, features, target, config.task, seed=config.split.seed)
-    record = {**blessing.to_dict(), "metrics": metrics, "champion_version": champion_version,
-              "champion_metrics": champion_metrics}
+    importance = ev.permutation_importance_table(
+        fitted, features, target, config.task, seed=config.split.seed
+    )
+    record = {
+        **blessing.to_dict(),
+        "metrics": metrics,
+        "champion_version": champion_version,
+        "champion_metrics": champion_metrics,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         plots = ev.write_plots(pred, importance, config.task, Path(tmp))
         log_evaluation(tracking_uri, mlflow_run_id, metrics, record, slices, plots)
@@ -241,25 +268,36 @@ def run_register(
     """Register the blessed model as a new version aliased ``challenger``."""
     from tabpipe.tracking import register
 
-    return register(ctx.tracking_uri, config.registry.model_name, model_uri, mlflow_run_id, model_sha256, ctx.tags())
+    return register(
+        ctx.tracking_uri, config.registry.model_name, model_uri, mlflow_run_id, model_sha256, ctx.tags()
+    )
 
 
 def run_deploy(
-    config: PipelineConfig, tracking_uri: str, model: PathLike, model_sha256: str, version: str, bundle_dir: PathLike
+    config: PipelineConfig,
+    tracking_uri: str,
+    model: PathLike,
+    model_sha256: str,
+    version: str,
+    bundle_dir: PathLike,
 ) -> dict[str, Any]:
     """Write the deployable bundle, then move ``champion`` to the new version.
 
-    The bundle is verified by loading it before the alias moves, so a broken
-    bundle never becomes the champion.
+    Evaluate has already loaded and scored these exact bytes; the copy is
+    checked against the same sha256 before the alias moves, so a corrupted
+    bundle never becomes the champion (and deploy needs no scikit-learn).
     """
     import shutil
 
+    from tabpipe.errors import ArtifactIntegrityError
+    from tabpipe.io import sha256_file
     from tabpipe.tracking import promote
 
-    load_model(model, model_sha256)
     bundle = Path(bundle_dir)
     bundle.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model, bundle / MODEL_FILENAME)
+    if sha256_file(bundle / MODEL_FILENAME) != model_sha256:
+        raise ArtifactIntegrityError(f"deploy: bundle {model} does not match its recorded sha256")
     metadata = {
         "model_name": config.registry.model_name,
         "version": version,

@@ -113,7 +113,9 @@ def log_training(
     best = result.best
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{best.estimator}") as parent:
         mlflow.set_tags({**ctx.tags(), Tag.STAGE: "train"})
-        mlflow.log_params({f"best.{k}": v for k, v in best.best_params.items()} | {"best.estimator": best.estimator})
+        mlflow.log_params(
+            {f"best.{k}": v for k, v in best.best_params.items()} | {"best.estimator": best.estimator}
+        )
         mlflow.log_metrics(
             {
                 f"cv_{result.metric.value}": best.cv_score,
@@ -125,7 +127,11 @@ def log_training(
                 run = mlflow_client.create_run(
                     experiment_id,
                     run_name=f"{candidate.estimator}-trial-{i}",
-                    tags={"mlflow.parentRunId": parent.info.run_id, **ctx.tags(), "estimator": candidate.estimator},
+                    tags={
+                        "mlflow.parentRunId": parent.info.run_id,
+                        **ctx.tags(),
+                        "estimator": candidate.estimator,
+                    },
                 )
                 mlflow_client.log_batch(
                     run.info.run_id,
@@ -222,7 +228,9 @@ def download_bundle(mlflow_client: MlflowClient, model: RegisteredModel, dest: P
     """Download a registered version's bundle file into ``dest``; the caller verifies it."""
     from tabpipe.modelio import MODEL_FILENAME
 
-    local = mlflow_client.download_artifacts(model.run_id, f"{BUNDLE_ARTIFACT_DIR}/{MODEL_FILENAME}", str(dest))
+    local = mlflow_client.download_artifacts(
+        model.run_id, f"{BUNDLE_ARTIFACT_DIR}/{MODEL_FILENAME}", str(dest)
+    )
     return Path(local)
 
 
@@ -281,7 +289,9 @@ def record_outcome(
     if reason:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "outcome.json"
-            path.write_text(json.dumps({"outcome": outcome, "stage": failed_stage, "reason": reason}, indent=2))
+            path.write_text(
+                json.dumps({"outcome": outcome, "stage": failed_stage, "reason": reason}, indent=2)
+            )
             mlflow_client.log_artifact(run.info.run_id, str(path))
     mlflow_client.set_terminated(run.info.run_id, status="FAILED" if outcome == "failed" else "FINISHED")
     return run.info.run_id

@@ -23,7 +23,12 @@ ROWS = 3000
 NEIGHBOURHOODS = ["centre", "riverside", "old_town", "university", "harbour", "suburbs"]
 # Price per square metre multiplier per neighbourhood.
 NEIGHBOURHOOD_FACTOR = {
-    "centre": 1.45, "riverside": 1.25, "old_town": 1.15, "university": 1.0, "harbour": 1.1, "suburbs": 0.8,
+    "centre": 1.45,
+    "riverside": 1.25,
+    "old_town": 1.15,
+    "university": 1.0,
+    "harbour": 1.1,
+    "suburbs": 0.8,
 }
 ENERGY_LABELS = list("ABCDEFG")
 HEATING = ["gas", "heat_pump", "district"]
@@ -48,11 +53,18 @@ def generate(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
     rooms = np.clip(np.round(area / 28 + rng.normal(0, 0.8, size=rows)), 1, 10).astype(int)
     age = np.clip(rng.gamma(shape=2.0, scale=18.0, size=rows), 0, 120)
     age = np.where(neighbourhood == "old_town", np.clip(age + 50, 0, 120), age)
-    centre_distance = {"centre": 1.0, "old_town": 1.5, "university": 3.0, "riverside": 4.0, "harbour": 5.0,
-                       "suburbs": 12.0}
+    centre_distance = {
+        "centre": 1.0,
+        "old_town": 1.5,
+        "university": 3.0,
+        "riverside": 4.0,
+        "harbour": 5.0,
+        "suburbs": 12.0,
+    }
     distance = np.clip(
         rng.gamma(shape=3.0, scale=1.0, size=rows) * np.vectorize(centre_distance.get)(neighbourhood) / 3.0,
-        0.1, 60,
+        0.1,
+        60,
     )
     # Newer buildings tend to have better energy labels.
     label_index = np.clip(np.round(age / 25 + rng.normal(0, 1.0, size=rows)), 0, 6).astype(int)
@@ -62,7 +74,7 @@ def generate(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
     # Nonlinear price (EUR): concave in area, U-shaped in age (new and historic both command a
     # premium), decaying with distance, interactions with neighbourhood and energy label.
     base = 3200 * np.vectorize(NEIGHBOURHOOD_FACTOR.get)(neighbourhood)
-    area_effect = area ** 0.9
+    area_effect = area**0.9
     age_effect = 1.0 - 0.25 * np.sin(np.pi * age / 120)
     distance_effect = 0.7 + 0.3 * np.exp(-distance / 6)
     label_effect = 1.12 - 0.04 * label_index
@@ -85,8 +97,13 @@ def generate(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
         }
     )
     # Missing values: a few rooms, ~5% age, ~8% energy label, ~2% neighbourhood, ~3% heating.
-    for column, share in [("rooms", 0.02), ("age_years", 0.05), ("energy_label", 0.08),
-                          ("neighbourhood", 0.02), ("heating", 0.03)]:
+    for column, share in [
+        ("rooms", 0.02),
+        ("age_years", 0.05),
+        ("energy_label", 0.08),
+        ("neighbourhood", 0.02),
+        ("heating", 0.03),
+    ]:
         mask = rng.random(rows) < share
         frame.loc[mask, column] = pd.NA if column == "rooms" else np.nan
     return frame

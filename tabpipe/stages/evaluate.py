@@ -127,9 +127,7 @@ def _ovr_macro_roc_auc(pred: Predictions) -> float:
     undefined. NaN when no class has both positives and negatives.
     """
     assert pred.proba is not None
-    scores = [
-        _binary_roc_auc(pred.y_true == label, pred.proba[:, k]) for k, label in enumerate(pred.classes)
-    ]
+    scores = [_binary_roc_auc(pred.y_true == label, pred.proba[:, k]) for k, label in enumerate(pred.classes)]
     defined = [s for s in scores if not math.isnan(s)]
     return float(np.mean(defined)) if defined else math.nan
 

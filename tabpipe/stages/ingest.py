@@ -67,7 +67,9 @@ def split_frame(frame: pd.DataFrame, target: str, split: SplitConfig, stratify: 
         try:
             order = pd.to_datetime(frame[ts_col], errors="raise")
         except (ValueError, TypeError) as exc:
-            raise SourceError(f"split.timestamp_column {ts_col!r}: values do not parse as dates ({exc})") from None
+            raise SourceError(
+                f"split.timestamp_column {ts_col!r}: values do not parse as dates ({exc})"
+            ) from None
         ordered = frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
         train_end = n - n_test - n_val
         return Splits(

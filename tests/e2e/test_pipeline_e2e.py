@@ -47,7 +47,9 @@ def _run(config: PipelineConfig, uri: str, state: Path) -> RunSummary:
 
 
 @pytest.fixture(scope="module")
-def happy_run(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfig, Path, RunSummary]:
+def happy_run(
+    mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineConfig, Path, RunSummary]:
     config = load_config(SMALL_CONFIG)
     state = tmp_path_factory.mktemp("happy")
     return config, state, _run(config, mlflow_server, state)
@@ -57,7 +59,14 @@ def test_first_run_registers_and_promotes_a_blessed_model(happy_run, mlflow_serv
     config, state, summary = happy_run
     assert summary.succeeded, summary.failure_reason
     assert [s.name for s in summary.stages] == [
-        "ingest", "validate", "transform", "train", "evaluate", "register", "deploy", "record-outcome"
+        "ingest",
+        "validate",
+        "transform",
+        "train",
+        "evaluate",
+        "register",
+        "deploy",
+        "record-outcome",
     ]
     assert summary.blessed
     client = _client(mlflow_server)
@@ -84,7 +93,9 @@ def test_training_run_tracks_every_trial_and_the_evaluation(happy_run, mlflow_se
     client = _client(mlflow_server)
     experiment = client.get_experiment_by_name(config.experiment_name)
     parent = client.search_runs([experiment.experiment_id], "tags.`tabpipe.stage` = 'train'")[0]
-    trials = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    trials = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert len(trials) == config.search.n_iter * len(config.models)
     for trial in trials:
         assert "cv_roc_auc_mean" in trial.data.metrics
@@ -129,7 +140,9 @@ def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
     assert validation["violations"] == []
     ingest_split = pd.read_parquet(run_dir / "ingest" / "train")
     test_split = pd.read_parquet(run_dir / "ingest" / "test")
-    assert len(ingest_split) + len(test_split) + len(pd.read_parquet(run_dir / "ingest" / "validation")) == 1200
+    assert (
+        len(ingest_split) + len(test_split) + len(pd.read_parquet(run_dir / "ingest" / "validation")) == 1200
+    )
 
 
 def test_unchanged_rerun_is_served_from_the_cache(happy_run, mlflow_server: str) -> None:
@@ -193,7 +206,10 @@ def _write_bad(kind: str, tmp_path: Path) -> tuple[Path, dict]:
     elif kind == "drift":
         full = pd.read_csv(REPO / "data" / "phishing" / "phishing_websites.csv")
         mix = pd.concat(
-            [full[full.Result == -1].sample(680, random_state=1), full[full.Result == 1].sample(120, random_state=1)]
+            [
+                full[full.Result == -1].sample(680, random_state=1),
+                full[full.Result == 1].sample(120, random_state=1),
+            ]
         ).sample(frac=1, random_state=2)
         mix.to_csv(path, index=False)
         overrides["drift"] = DriftConfig(reference_uri=str(SMALL_DATA), alpha=0.05, max_drifted_share=0.2)

@@ -27,6 +27,8 @@ def test_object_store_uris_pass_through() -> None:
 
 def test_local_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
     config = load_config(REPO_ROOT / "configs" / "phishing.yaml")
-    moved = config.model_copy(update={"source": config.source.model_copy(update={"uri": str(tmp_path / "x.csv")})})
+    moved = config.model_copy(
+        update={"source": config.source.model_copy(update={"uri": str(tmp_path / "x.csv")})}
+    )
     with pytest.raises(ConfigError, match="outside the repository"):
         cluster_config(moved, "/app")
