@@ -189,7 +189,8 @@ def _fill_from_mlflow(
             runs = mlflow_client.search_runs(
                 [experiment.experiment_id],
                 filter_string=(
-                    f"tags.`{tracking.Tag.OUTCOME}` = 'failed' and attributes.start_time >= {int(since * 1000)}"
+                    f"tags.`{tracking.Tag.OUTCOME}` = 'failed' "
+                    f"and attributes.start_time >= {int(since * 1000)}"
                 ),
                 order_by=["attributes.start_time DESC"],
                 max_results=1,

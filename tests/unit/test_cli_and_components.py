@@ -141,6 +141,20 @@ def test_infer_schema_to_stdout_and_on_a_missing_file(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG tabpipe/cli.py _cmd_infer_schema: --out in a missing folder raises FileNotFoundError "
+    "from args.out.write_text, printed as a traceback (same for validate --report)",
+)
+def test_infer_schema_out_in_missing_folder_is_not_a_traceback(tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    small.write_text("a,b\n1,x\n2,y\n3,x\n")
+    out = tmp_path / "no" / "such" / "dir" / "contract.yaml"
+    result = tabpipe_cli("infer-schema", small, "--out", out)
+    assert "Traceback" not in result.stderr
+    assert out.is_file() if result.returncode == 0 else str(out) in result.stderr
+
+
 # --------------------------------------------------------------------------- validate
 
 
