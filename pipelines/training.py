@@ -57,16 +57,19 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
         outcome.set_display_name("record-outcome")
         with dsl.ExitHandler(outcome, name="training"):
             stage = {**common, "code_version": code_version}
-            ingested = ingest(**stage).set_display_name("ingest")
-            checked = validate(
-                **stage,
-                train=ingested.outputs["train"],
-                validation=ingested.outputs["validation"],
-                test=ingested.outputs["test"],
+            # Every stage records its own failure in MLflow, so every pod gets the label.
+            ingested = _mlflow_client(ingest(**stage)).set_display_name("ingest")
+            checked = _mlflow_client(
+                validate(
+                    **stage,
+                    train=ingested.outputs["train"],
+                    validation=ingested.outputs["validation"],
+                    test=ingested.outputs["test"],
+                )
             ).set_display_name("validate")
-            transformed = transform(**stage, train=checked.outputs["clean_train"]).set_display_name(
-                "transform"
-            )
+            transformed = _mlflow_client(
+                transform(**stage, train=checked.outputs["clean_train"])
+            ).set_display_name("transform")
             trained = _with_service_retries(
                 train(
                     **stage,

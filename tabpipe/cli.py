@@ -53,6 +53,8 @@ def _cmd_infer_schema(args: argparse.Namespace) -> int:
     if args.out:
         if args.out.exists() and not args.force:
             raise ConfigError(f"{args.out} exists; pass --force to overwrite it")
+        if not args.out.parent.is_dir():
+            raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist")
         args.out.write_text(text)
         print(f"wrote {args.out} ({len(contract.columns)} columns)")
     else:
@@ -70,6 +72,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     data = args.data or Path(config.source.uri)
     frame = _read_data(data)
     reference = _read_data(Path(config.drift.reference_uri)) if config.drift.reference_uri else None
+    if args.report and not args.report.parent.is_dir():
+        raise ConfigError(f"--report {args.report}: folder {args.report.parent} does not exist")
     report = validate_frame(frame, config, reference, dataset=str(data))
     if args.report:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))

@@ -75,8 +75,8 @@ def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
         elif fmt is SourceFormat.PARQUET:
             frame = pd.read_parquet(buffer)
         else:
-            text = data.lstrip()
-            lines = text.startswith(b"{") and b"\n" in text.strip()
+            # An array is a records file; anything else is JSON Lines (one object per line).
+            lines = not data.lstrip().startswith(b"[")
             frame = pd.read_json(buffer, lines=lines, orient=None if lines else "records")
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -14,8 +14,9 @@ from tabpipe.io import sha256_file, write_atomic
 
 MODEL_FILENAME = "model.skops"
 
-# Modules whose types a bundle may contain. Anything else in a file is refused.
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "tabpipe.stages.transform.", "builtins.")
+# Modules whose classes a bundle may contain. Anything else in a file is refused, and so is
+# any name that is not a class (a function such as numpy.load could be called on load).
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "tabpipe.stages.transform.")
 
 
 def save_model(model: object, path: str | Path) -> str:
@@ -24,6 +25,17 @@ def save_model(model: object, path: str | Path) -> str:
 
     write_atomic(path, sio.dumps(model))
     return sha256_file(path)
+
+
+def _is_class(dotted: str) -> bool:
+    """Whether a dotted name (from a trusted package) resolves to a class."""
+    import importlib
+
+    module_name, _, attr = dotted.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module_name), attr), type)
+    except (ImportError, AttributeError, ValueError):
+        return False
 
 
 def trusted_types(data: bytes, source: str) -> list[str]:
@@ -35,7 +47,7 @@ def trusted_types(data: bytes, source: str) -> list[str]:
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    refused = [t for t in untrusted if not (t.startswith(TRUSTED_MODULE_PREFIXES) and _is_class(t))]
     if refused:
         raise ArtifactIntegrityError(f"model bundle {source}: refuses to load untrusted types {refused}")
     return untrusted

@@ -70,6 +70,10 @@ def split_frame(frame: pd.DataFrame, target: str, split: SplitConfig, stratify: 
             raise SourceError(
                 f"split.timestamp_column {ts_col!r}: values do not parse as dates ({exc})"
             ) from None
+        if order.isna().any():
+            raise SourceError(
+                f"split.timestamp_column {ts_col!r}: {int(order.isna().sum())} row(s) have no timestamp"
+            )
         ordered = frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
         train_end = n - n_test - n_val
         return Splits(

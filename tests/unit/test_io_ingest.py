@@ -110,11 +110,6 @@ def test_csv_parquet_json_records_and_json_lines_read_equal(tmp_path: Path) -> N
         pd.testing.assert_frame_equal(other, reference, obj=name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tabpipe/io.py parse_table: a JSON Lines file with a single record has no inner newline, "
-    "so it is parsed as a JSON array and rejected",
-)
 def test_json_lines_with_one_record(tmp_path: Path) -> None:
     path = tmp_path / "one.jsonl"
     path.write_text('{"a": 1, "b": "x"}\n')

@@ -478,15 +478,9 @@ def test_scorer_rmse_is_negated() -> None:
     assert scorer_for(Metric.RMSE, TaskType.REGRESSION, [])(model, x, y) == pytest.approx(-rmse)
 
 
-# --------------------------------------------------------------------------- known bugs (strict xfail)
+# --------------------------------------------------------------------------- config misuse caught at load
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="BUG tabpipe/config.py PipelineConfig._consistent accepts engineered inputs that are not model "
-    "inputs (dropped, PII, unique); split_xy removes them and EngineeredFeatures raises KeyError at fit",
-)
 @pytest.mark.parametrize(
     ("features", "input_column"),
     [
@@ -509,11 +503,6 @@ def test_engineered_feature_on_a_non_feature_column(features: dict[str, Any], in
     assert any(name.endswith("__r") for name in names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tabpipe/config.py: an engineered feature on the target (leakage) or named like an existing "
-    "column is accepted; fitting then fails with KeyError / DuplicateError",
-)
 @pytest.mark.parametrize(
     "features",
     [
@@ -534,11 +523,6 @@ def test_engineered_feature_misuse_is_a_config_error(features: dict[str, Any]) -
         make_config("regression", columns=columns, features=features)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tabpipe/config.py SearchConfig.n_jobs allows 0 (ge=-1); train then fails with a message "
-    "blaming the estimator instead of a ConfigError naming search.n_jobs",
-)
 def test_search_n_jobs_zero_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="search.n_jobs"):
         make_config(search={"n_jobs": 0})
