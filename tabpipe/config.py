@@ -270,45 +270,48 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
+        # Cross-field rules; every problem is collected so one run of the loader names them all.
+        problems: list[str] = []
         columns = self.contract.columns
         if self.target not in columns:
-            raise ValueError(f"target {self.target!r} is not a column of the contract")
+            problems.append(f"target {self.target!r} is not a column of the contract")
         if self.target in self.features.drop:
-            raise ValueError("features.drop must not name the target")
+            problems.append("features.drop must not name the target")
         for i, model in enumerate(self.models):
             if self.task not in model.estimator.tasks:
-                raise ValueError(
-                    f"models.{i}.estimator {model.estimator.value!r} cannot do {self.task.value}"
-                )
+                problems.append(f"models.{i}.estimator {model.estimator.value!r} cannot do {self.task.value}")
         wanted = {self.evaluation.primary_metric, *self.evaluation.thresholds}
         for metric in wanted:
             if metric.for_classification != self.task.is_classification:
-                raise ValueError(f"evaluation: metric {metric.value!r} does not apply to {self.task.value}")
+                problems.append(f"evaluation: metric {metric.value!r} does not apply to {self.task.value}")
         not_features = {self.target, *self.features.drop, *self.contract.pii_columns}
         seen_names: set[str] = set()
         for feature in self.features.engineered:
             where = f"features.engineered {feature.name!r}"
             if feature.name in columns or feature.name in seen_names:
-                raise ValueError(f"{where}: the name clashes with a column or another engineered feature")
+                problems.append(f"{where}: the name clashes with a column or another engineered feature")
             seen_names.add(feature.name)
             for col in feature.inputs:
                 if col not in columns:
-                    raise ValueError(f"{where}: input {col!r} is not a contract column")
+                    problems.append(f"{where}: input {col!r} is not a contract column")
+                    continue
                 if columns[col].dtype.value not in ("integer", "float", "boolean"):
-                    raise ValueError(f"{where}: input {col!r} is not numeric")
+                    problems.append(f"{where}: input {col!r} is not numeric")
                 if col in not_features or columns[col].unique:
                     # The target would leak; dropped, PII and identifier columns never reach the model.
-                    raise ValueError(f"{where}: input {col!r} is the target or not a model feature")
+                    problems.append(f"{where}: input {col!r} is the target or not a model feature")
         for col in self.evaluation.slices:
             if col not in columns:
-                raise ValueError(f"evaluation.slices: {col!r} is not a contract column")
+                problems.append(f"evaluation.slices: {col!r} is not a contract column")
         try:
             self.source.resolved_format  # noqa: B018 (inferring the format validates it)
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            problems.append(str(exc))
         ts = self.split.timestamp_column
         if ts is not None and ts not in columns:
-            raise ValueError(f"split.timestamp_column {ts!r} is not a contract column")
+            problems.append(f"split.timestamp_column {ts!r} is not a contract column")
+        if problems:
+            raise ValueError("\n  - ".join(problems))
         return self
 
     @property

@@ -110,8 +110,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """Render a pydantic error as one line per bad field, naming the field path."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "<root>"
-        lines.append(f"  - {loc}: {err['msg']}")
+        loc = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {loc}: {message}" if loc else f"  - {message}")
     return f"invalid {source}:\n" + "\n".join(lines)
 
 

@@ -376,3 +376,23 @@ def test_fingerprint_changes_when_a_field_changes(mutate: Callable[[dict[str, An
     assert changed != original
     assert changed.fingerprint() != original.fingerprint()
     assert parse_config(base()).fingerprint() == original.fingerprint()
+
+
+def test_every_cross_field_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (REPO / "configs" / "phishing.yaml").read_text()
+    text = text.replace("estimator: logistic_regression", "estimator: ridge").replace(
+        "roc_auc: 0.95", "rmse: 0.95"
+    )
+    bad = tmp_path / "phishing.yaml"
+    bad.write_text(
+        text.replace("phishing_contract.yaml", str(REPO / "configs" / "phishing_contract.yaml")).replace(
+            "../data/phishing/phishing_websites.csv",
+            str(REPO / "data" / "phishing" / "phishing_websites.csv"),
+        )
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(bad)
+    message = str(excinfo.value)
+    assert "models.0.estimator 'ridge' cannot do binary_classification" in message
+    assert "metric 'rmse' does not apply to binary_classification" in message
+    assert "Value error" not in message
