@@ -119,6 +119,7 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
             tracking_uri,
             p["model"],
             model["sha256"],
+            model["classes_json"],
             version,
             p["bundle"],
         )

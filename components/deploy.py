@@ -23,6 +23,12 @@ def deploy(
     cfg = load(config_json)
     with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         meta = run_deploy(
-            cfg, mlflow_tracking_uri, model.path, model.metadata["sha256"], version, bundle.path
+            cfg,
+            mlflow_tracking_uri,
+            model.path,
+            model.metadata["sha256"],
+            model.metadata["classes_json"],
+            version,
+            bundle.path,
         )
     bundle.metadata.update(meta)

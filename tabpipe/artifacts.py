@@ -23,6 +23,7 @@ class Meta:
     BLESSED = "blessed"
     FEATURE_NAMES = "feature_names"
     SECONDS = "seconds"
+    CLASSES_JSON = "classes_json"
 
 
 # Files inside directory artifacts.

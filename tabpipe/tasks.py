@@ -140,6 +140,7 @@ def run_train(
     model: PathLike,
 ) -> dict[str, Any]:
     """Search the candidates, save the best bundle and log everything to MLflow."""
+    from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.train import train as search
     from tabpipe.stages.transform import split_xy
     from tabpipe.tracking import log_training
@@ -149,9 +150,13 @@ def run_train(
     result = search(config, train_frame, _read_parquet(validation), pre)
     sha = save_model(result.best.model, model)
     features, _ = split_xy(train_frame, config)
-    run_id, model_uri = log_training(ctx, config, result, Path(model), sha, features.head(5))
+    classes = list(getattr(result.best.model, "classes_", []))
+    spec = build_serving_spec(config, classes, sha)
+    run_id, model_uri = log_training(ctx, config, result, Path(model), sha, features.head(5), spec)
     return {
         Meta.SHA256: sha,
+        # JSON, because KFP metadata turns integer labels into floats.
+        Meta.CLASSES_JSON: json.dumps(spec.classes),
         Meta.MLFLOW_RUN_ID: run_id,
         Meta.MLFLOW_MODEL_URI: model_uri,
         Meta.ESTIMATOR: result.best.estimator,
@@ -278,6 +283,7 @@ def run_deploy(
     tracking_uri: str,
     model: PathLike,
     model_sha256: str,
+    classes_json: str,
     version: str,
     bundle_dir: PathLike,
 ) -> dict[str, Any]:
@@ -298,14 +304,11 @@ def run_deploy(
     shutil.copyfile(model, bundle / MODEL_FILENAME)
     if sha256_file(bundle / MODEL_FILENAME) != model_sha256:
         raise ArtifactIntegrityError(f"deploy: bundle {model} does not match its recorded sha256")
-    metadata = {
-        "model_name": config.registry.model_name,
-        "version": version,
-        "sha256": model_sha256,
-        "task": config.task.value,
-        "target": config.target,
-        "contract": config.contract.model_dump(mode="json"),
-    }
-    write_atomic(bundle / BUNDLE_METADATA_FILENAME, json.dumps(metadata, indent=2).encode())
+    from tabpipe.serving_spec import build_serving_spec
+
+    spec = build_serving_spec(config, json.loads(classes_json), model_sha256).model_copy(
+        update={"version": version}
+    )
+    write_atomic(bundle / BUNDLE_METADATA_FILENAME, spec.model_dump_json(indent=2).encode())
     previous = promote(tracking_uri, config.registry.model_name, version)
     return {Meta.MODEL_VERSION: version, Meta.SHA256: model_sha256, "previous_champion": previous or ""}

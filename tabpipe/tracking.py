@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from tabpipe.config import PipelineConfig
+    from tabpipe.serving_spec import ServingSpec
     from tabpipe.stages.train import TrainResult
 
 CHALLENGER_ALIAS = "challenger"
@@ -95,6 +96,7 @@ def log_training(
     bundle_path: Path,
     bundle_sha256: str,
     input_example: Any,
+    serving_spec: ServingSpec,
 ) -> tuple[str, str]:
     """Log the search (one nested run per trial) and the winning model.
 
@@ -107,6 +109,7 @@ def log_training(
     from mlflow.models import infer_signature
 
     from tabpipe.modelio import MODEL_FILENAME, trusted_types
+    from tabpipe.serving_spec import SERVING_SPEC_FILENAME
 
     mlflow_client = client(ctx.tracking_uri)
     experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
@@ -162,6 +165,9 @@ def log_training(
             named = Path(tmp) / MODEL_FILENAME
             shutil.copyfile(bundle_path, named)
             mlflow.log_artifact(str(named), artifact_path=BUNDLE_ARTIFACT_DIR)
+        mlflow.log_text(
+            serving_spec.model_dump_json(indent=2), f"{BUNDLE_ARTIFACT_DIR}/{SERVING_SPEC_FILENAME}"
+        )
         mlflow.set_tag(Tag.BUNDLE_SHA256, bundle_sha256)
         signature = infer_signature(input_example, best.model.predict(input_example))
         model_info = mlflow.sklearn.log_model(

@@ -129,6 +129,13 @@ def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
     (run_dir,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("tabpipe-training")]
     bundle = json.loads((run_dir / "deploy" / "bundle" / "bundle.json").read_text())
     assert bundle["version"] == "1"
+    # The bundle carries the serving interface: the raw inputs with their contract rules, and the classes.
+    from tabpipe.stages.transform import feature_columns
+
+    assert [i["name"] for i in bundle["inputs"]] == feature_columns(config).raw
+    assert bundle["inputs"][0]["rules"]["dtype"] == "integer"
+    assert bundle["classes"] == [-1, 1]
+    assert bundle["task"] == "binary_classification"
     model_file = run_dir / "deploy" / "bundle" / "model.skops"
     assert hashlib.sha256(model_file.read_bytes()).hexdigest() == bundle["sha256"]
     blessing = json.loads((run_dir / "evaluate" / "blessing").read_text())
