@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tabpipe.contract import DataContract, format_validation_error, parse_contract
+from tabpipe.contract import DataContract, format_validation_error, parse_contract, read_yaml
 from tabpipe.errors import ConfigError
 
 
@@ -356,12 +355,7 @@ def load_config(path: str | Path) -> PipelineConfig:
         ConfigError: the file is unreadable, not YAML, or a field is invalid (named).
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {path}: expected a mapping at the top level")
     base = path.resolve().parent
@@ -374,11 +368,6 @@ def load_config(path: str | Path) -> PipelineConfig:
     contract_ref = data.get("contract")
     if isinstance(contract_ref, str):
         contract_path = Path(_resolve_path(contract_ref, base))
-        try:
-            contract_data = yaml.safe_load(contract_path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"contract: cannot read {contract_path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"contract: {contract_path} is not valid YAML: {exc}") from None
+        contract_data = read_yaml(contract_path, "contract")
         data["contract"] = parse_contract(contract_data, source=f"data contract {contract_path}")
     return parse_config(data, source=f"config {path}")

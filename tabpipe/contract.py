@@ -130,18 +130,24 @@ def parse_contract(data: Any, source: str = "data contract") -> DataContract:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """Read a YAML file, naming ``what`` it is in any error.
+
+    Raises:
+        ConfigError: the file is unreadable or not valid YAML.
+    """
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: {path} is not valid YAML: {exc}") from None
+
+
 def load_contract(path: str | Path) -> DataContract:
     """Load and validate a contract YAML file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read data contract {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"data contract {path} is not valid YAML: {exc}") from None
-    return parse_contract(data, source=f"data contract {path}")
+    return parse_contract(read_yaml(path, "data contract"), source=f"data contract {path}")
 
 
 def dump_contract(contract: DataContract) -> str:

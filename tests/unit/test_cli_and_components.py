@@ -94,7 +94,7 @@ def test_run_with_missing_config_file(tmp_path: Path) -> None:
         "run", "--config", missing, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", tmp_path / "state"
     )
     assert result.returncode == 2
-    assert f"cannot read config {missing}" in result.stderr
+    assert f"config: cannot read {missing}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "state").exists()
 

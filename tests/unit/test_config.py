@@ -264,7 +264,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(missing)
     message = str(info.value)
-    assert "cannot read config" in message
+    assert message.startswith("config: cannot read")
     assert str(missing) in message
 
 
