@@ -265,3 +265,31 @@ def test_bad_input_stops_the_run_and_registers_nothing(kind: str, mlflow_server:
     experiment = client.get_experiment_by_name(name)
     failed = client.search_runs([experiment.experiment_id], "tags.`tabpipe.outcome` = 'failed'")
     assert failed and failed[0].data.tags["tabpipe.failed_stage"] == stage
+
+
+@pytest.mark.parametrize(
+    ("config_file", "metric", "floor"),
+    [("wine.yaml", "f1", 0.85), ("housing.yaml", "r2", 0.6)],
+    ids=["multiclass", "regression"],
+)
+def test_other_tasks_run_end_to_end(
+    config_file: str, metric: str, floor: float, mlflow_server: str, tmp_path: Path
+) -> None:
+    """Multiclass (string labels, engineered ratio) and regression (categoricals, missing values, PII id)."""
+    config = load_config(REPO / "configs" / config_file)
+    config = _with(config, search=config.search.model_copy(update={"n_iter": 2, "cv_folds": 2}))
+    summary = _run(config, mlflow_server, tmp_path)
+    assert summary.succeeded, summary.failure_reason
+    assert summary.blessed
+    assert summary.blessing["metrics"][metric] >= floor
+    model = _client(mlflow_server).get_registered_model(config.registry.model_name)
+    assert model.aliases == {"challenger": "1", "champion": "1"}
+    (run_dir,) = [p for p in (tmp_path / "pipeline_root").iterdir() if p.name.startswith("tabpipe-training")]
+    bundle = json.loads((run_dir / "deploy" / "bundle" / "bundle.json").read_text())
+    if config.task.is_classification:
+        assert bundle["classes"] == ["cultivar_a", "cultivar_b", "cultivar_c"]
+    else:
+        # The PII identifier never reaches the model's inputs.
+        assert "listing_id" not in [i["name"] for i in bundle["inputs"]]
+        clean = pd.read_parquet(run_dir / "validate" / "clean_train")
+        assert "listing_id" not in clean.columns
