@@ -52,6 +52,7 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
             "preprocessor",
             "features.md",
             "model",
+            "model.onnx",
             "eval.md",
             "blessing.json",
             "bundle",
@@ -89,6 +90,7 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
         p["preprocessor"],
         tmeta["sha256"],
         p["model"],
+        p["model.onnx"],
     )
     result = timed(
         "evaluate",
@@ -101,6 +103,8 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
         p["ctest"],
         p["eval.md"],
         p["blessing.json"],
+        p["model.onnx"],
+        model.get("onnx_sha256"),
     )
     if result.blessed:
         version = timed(
@@ -122,6 +126,8 @@ def run_in_process(config: PipelineConfig, tracking_uri: str, workdir: Path) -> 
             model["classes_json"],
             version,
             p["bundle"],
+            p["model.onnx"],
+            model.get("onnx_sha256"),
         )
     timed(
         "record-outcome",

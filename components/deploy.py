@@ -13,6 +13,7 @@ def deploy(
     kfp_run_id: str,
     code_version: str,
     model: Input[Model],
+    onnx_model: Input[Model],
     version: str,
     bundle: Output[Model],
 ):
@@ -30,5 +31,7 @@ def deploy(
             model.metadata["classes_json"],
             version,
             bundle.path,
+            onnx_model.path,
+            onnx_model.metadata.get("onnx_sha256"),
         )
     bundle.metadata.update(meta)

@@ -13,6 +13,7 @@ def evaluate(
     kfp_run_id: str,
     code_version: str,
     model: Input[Model],
+    onnx_model: Input[Model],
     test: Input[Dataset],
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
@@ -42,6 +43,8 @@ def evaluate(
             test.path,
             report.path,
             blessing.path,
+            onnx_model.path,
+            onnx_model.metadata.get("onnx_sha256"),
         )
     for name, value in result.metrics.items():
         if value is not None and math.isfinite(value):

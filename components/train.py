@@ -16,6 +16,7 @@ def train(
     validation: Input[Dataset],
     preprocessor: Input[Model],
     model: Output[Model],
+    onnx_model: Output[Model],
 ):
     """Search the candidate estimators, keep the best and log every trial to MLflow."""
     from tabpipe.guard import stage_guard
@@ -40,6 +41,8 @@ def train(
             preprocessor.path,
             preprocessor.metadata["sha256"],
             model.path,
+            onnx_model.path,
         )
     model.metadata.update(meta)
     model.metadata.update(ctx.tags())
+    onnx_model.metadata.update({k: v for k, v in meta.items() if k.startswith("onnx_")})

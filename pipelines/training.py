@@ -79,14 +79,24 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                 )
             ).set_display_name("train")
             evaluated = _with_service_retries(
-                evaluate(**stage, model=trained.outputs["model"], test=checked.outputs["clean_test"])
+                evaluate(
+                    **stage,
+                    model=trained.outputs["model"],
+                    onnx_model=trained.outputs["onnx_model"],
+                    test=checked.outputs["clean_test"],
+                )
             ).set_display_name("evaluate")
             with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
                 registered = _with_service_retries(
                     register(**stage, model=trained.outputs["model"])
                 ).set_display_name("register")
                 _with_service_retries(
-                    deploy(**stage, model=trained.outputs["model"], version=registered.output)
+                    deploy(
+                        **stage,
+                        model=trained.outputs["model"],
+                        onnx_model=trained.outputs["onnx_model"],
+                        version=registered.output,
+                    )
                 ).set_display_name("deploy")
 
     return training_pipeline

@@ -24,6 +24,8 @@ class Meta:
     FEATURE_NAMES = "feature_names"
     SECONDS = "seconds"
     CLASSES_JSON = "classes_json"
+    ONNX_SHA256 = "onnx_sha256"
+    ONNX_REASON = "onnx_reason"
 
 
 # Files inside directory artifacts.

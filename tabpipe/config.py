@@ -231,6 +231,10 @@ class EvaluationConfig(_Strict):
         default=0.0, ge=0.0, description="How much worse than the champion on the primary metric is allowed."
     )
     slices: list[str] = Field(default=[], description="Columns to compute per-value metrics on.")
+    onnx_parity_tolerance: float = Field(
+        default=1e-4, gt=0.0, description="Largest allowed ONNX vs scikit-learn difference on the test split."
+    )
+    require_onnx: bool = Field(default=False, description="Fail the gate when the model cannot be exported.")
     max_slice_values: int = Field(default=20, ge=1)
 
 

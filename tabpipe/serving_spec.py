@@ -15,6 +15,7 @@ from tabpipe.config import PipelineConfig, TaskType
 from tabpipe.contract import ColumnContract
 
 SERVING_SPEC_FILENAME = "serving.json"
+ONNX_FILENAME = "model.onnx"
 
 
 class ServingInput(BaseModel):
@@ -38,6 +39,10 @@ class ServingSpec(BaseModel):
     classes: list[Any] = []
     sha256: str
     version: str | None = None
+    #: sha256 of the ONNX export (the fast path); None when the model could not be converted.
+    onnx_sha256: str | None = None
+    #: Why there is no ONNX export, recorded in the model's metadata.
+    onnx_reason: str | None = None
 
 
 def build_serving_spec(config: PipelineConfig, classes: list[Any], sha256: str) -> ServingSpec:

@@ -138,8 +138,15 @@ def run_train(
     preprocessor: PathLike,
     preprocessor_sha256: str,
     model: PathLike,
+    onnx_model: PathLike,
 ) -> dict[str, Any]:
-    """Search the candidates, save the best bundle and log everything to MLflow."""
+    """Search the candidates, save the best bundle and its ONNX export, and log everything to MLflow.
+
+    When the model cannot be exported, ``onnx_model`` is left empty and the
+    reason is recorded in the serving spec and the metadata.
+    """
+    from tabpipe.io import sha256_bytes
+    from tabpipe.serving.onnx_export import convert_bundle
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.train import train as search
     from tabpipe.stages.transform import split_xy
@@ -152,8 +159,20 @@ def run_train(
     features, _ = split_xy(train_frame, config)
     classes = list(getattr(result.best.model, "classes_", []))
     spec = build_serving_spec(config, classes, sha)
-    run_id, model_uri = log_training(ctx, config, result, Path(model), sha, features.head(5), spec)
+    conversion = convert_bundle(result.best.model, spec)
+    onnx_meta: dict[str, Any]
+    if conversion.onnx_bytes is not None:
+        write_atomic(onnx_model, conversion.onnx_bytes)
+        spec = spec.model_copy(update={"onnx_sha256": sha256_bytes(conversion.onnx_bytes)})
+        onnx_meta = {Meta.ONNX_SHA256: spec.onnx_sha256}
+    else:
+        write_atomic(onnx_model, b"")  # KFP expects the output file; the spec says there is no model
+        spec = spec.model_copy(update={"onnx_reason": conversion.reason})
+        onnx_meta = {Meta.ONNX_REASON: conversion.reason}
+    onnx_path = Path(onnx_model) if spec.onnx_sha256 else None
+    run_id, model_uri = log_training(ctx, config, result, Path(model), sha, features.head(5), spec, onnx_path)
     return {
+        **onnx_meta,
         Meta.SHA256: sha,
         # JSON, because KFP metadata turns integer labels into floats.
         Meta.CLASSES_JSON: json.dumps(spec.classes),
@@ -214,6 +233,37 @@ def _champion_metrics(
     return current.version, compute_metrics(predict(model, features, target, config.task), config.task)
 
 
+def _onnx_parity_check(
+    config: PipelineConfig,
+    fitted: Any,
+    model_sha256: str,
+    test_frame: pd.DataFrame,
+    onnx_model: PathLike,
+    onnx_sha256: str | None,
+) -> Any:
+    """The gate's ``onnx parity`` check: the export must agree with scikit-learn on the test split."""
+    from tabpipe.errors import ArtifactIntegrityError
+    from tabpipe.io import sha256_file
+    from tabpipe.serving.onnx_export import ConversionResult, parity_gate_check
+    from tabpipe.serving_spec import build_serving_spec
+
+    spec = build_serving_spec(config, list(getattr(fitted, "classes_", [])), model_sha256)
+    if onnx_sha256:
+        if sha256_file(onnx_model) != onnx_sha256:
+            raise ArtifactIntegrityError("evaluate: model.onnx does not match its recorded sha256")
+        conversion = ConversionResult(Path(onnx_model).read_bytes(), None, {})
+    else:
+        conversion = ConversionResult(None, "train recorded no ONNX model", {})
+    return parity_gate_check(
+        fitted,
+        conversion,
+        test_frame,
+        spec,
+        tolerance=config.evaluation.onnx_parity_tolerance,
+        require_onnx=config.evaluation.require_onnx,
+    )
+
+
 def run_evaluate(
     config: PipelineConfig,
     tracking_uri: str,
@@ -223,8 +273,10 @@ def run_evaluate(
     test: PathLike,
     report_markdown: PathLike,
     blessing_json: PathLike,
+    onnx_model: PathLike,
+    onnx_sha256: str | None,
 ) -> EvaluationOutput:
-    """Test metrics, slices, plots and the blessing gate."""
+    """Test metrics, slices, plots and the blessing gate (thresholds, champion, ONNX parity)."""
     from tabpipe.stages import evaluate as ev
     from tabpipe.stages.transform import split_xy
     from tabpipe.tracking import log_evaluation
@@ -239,7 +291,8 @@ def run_evaluate(
     )
     champ = _champion_metrics(config, tracking_uri, test_frame)
     champion_version, champion_metrics = champ if champ else (None, None)
-    blessing = ev.bless(metrics, config.evaluation, champion_metrics)
+    parity = _onnx_parity_check(config, fitted, model_sha256, test_frame, onnx_model, onnx_sha256)
+    blessing = ev.bless(metrics, config.evaluation, champion_metrics, extra_checks=[parity])
     importance = ev.permutation_importance_table(
         fitted, features, target, config.task, seed=config.split.seed
     )
@@ -286,6 +339,8 @@ def run_deploy(
     classes_json: str,
     version: str,
     bundle_dir: PathLike,
+    onnx_model: PathLike | None = None,
+    onnx_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Write the deployable bundle, then move ``champion`` to the new version.
 
@@ -304,11 +359,16 @@ def run_deploy(
     shutil.copyfile(model, bundle / MODEL_FILENAME)
     if sha256_file(bundle / MODEL_FILENAME) != model_sha256:
         raise ArtifactIntegrityError(f"deploy: bundle {model} does not match its recorded sha256")
-    from tabpipe.serving_spec import build_serving_spec
+    from tabpipe.serving_spec import ONNX_FILENAME, build_serving_spec
 
     spec = build_serving_spec(config, json.loads(classes_json), model_sha256).model_copy(
         update={"version": version}
     )
+    if onnx_model is not None and onnx_sha256:
+        shutil.copyfile(onnx_model, bundle / ONNX_FILENAME)
+        if sha256_file(bundle / ONNX_FILENAME) != onnx_sha256:
+            raise ArtifactIntegrityError(f"deploy: {onnx_model} does not match its recorded sha256")
+        spec = spec.model_copy(update={"onnx_sha256": onnx_sha256})
     write_atomic(bundle / BUNDLE_METADATA_FILENAME, spec.model_dump_json(indent=2).encode())
     previous = promote(tracking_uri, config.registry.model_name, version)
     return {Meta.MODEL_VERSION: version, Meta.SHA256: model_sha256, "previous_champion": previous or ""}

@@ -97,6 +97,7 @@ def log_training(
     bundle_sha256: str,
     input_example: Any,
     serving_spec: ServingSpec,
+    onnx_path: Path | None = None,
 ) -> tuple[str, str]:
     """Log the search (one nested run per trial) and the winning model.
 
@@ -109,7 +110,7 @@ def log_training(
     from mlflow.models import infer_signature
 
     from tabpipe.modelio import MODEL_FILENAME, trusted_types
-    from tabpipe.serving_spec import SERVING_SPEC_FILENAME
+    from tabpipe.serving_spec import ONNX_FILENAME, SERVING_SPEC_FILENAME
 
     mlflow_client = client(ctx.tracking_uri)
     experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
@@ -165,6 +166,10 @@ def log_training(
             named = Path(tmp) / MODEL_FILENAME
             shutil.copyfile(bundle_path, named)
             mlflow.log_artifact(str(named), artifact_path=BUNDLE_ARTIFACT_DIR)
+            if onnx_path is not None:
+                onnx_named = Path(tmp) / ONNX_FILENAME
+                shutil.copyfile(onnx_path, onnx_named)
+                mlflow.log_artifact(str(onnx_named), artifact_path=BUNDLE_ARTIFACT_DIR)
         mlflow.log_text(
             serving_spec.model_dump_json(indent=2), f"{BUNDLE_ARTIFACT_DIR}/{SERVING_SPEC_FILENAME}"
         )

@@ -136,11 +136,16 @@ def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
     assert bundle["inputs"][0]["rules"]["dtype"] == "integer"
     assert bundle["classes"] == [-1, 1]
     assert bundle["task"] == "binary_classification"
+    # The ONNX fast path ships in the bundle, checksummed, and passed the parity gate.
+    onnx_file = run_dir / "deploy" / "bundle" / "model.onnx"
+    assert hashlib.sha256(onnx_file.read_bytes()).hexdigest() == bundle["onnx_sha256"]
     model_file = run_dir / "deploy" / "bundle" / "model.skops"
     assert hashlib.sha256(model_file.read_bytes()).hexdigest() == bundle["sha256"]
     blessing = json.loads((run_dir / "evaluate" / "blessing").read_text())
     assert blessing["blessed"] is True
     assert blessing["metrics"]["roc_auc"] >= 0.9
+    parity = [c for c in blessing["checks"] if c["name"] == "onnx parity"]
+    assert parity and parity[0]["passed"], parity
     report = (run_dir / "validate" / "report").read_text()
     assert "PASS" in report
     validation = json.loads((run_dir / "validate" / "report_json").read_text())
