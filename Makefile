@@ -10,7 +10,7 @@ KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-e2e lint format compile check-compiled bench-pipeline \
-        mlflow-up mlflow-down pipeline-run clean
+        bench-serving serve predict test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -46,6 +46,24 @@ compile: $(STAMP)  ## compile pipelines/training_pipeline.yaml
 
 bench-pipeline: $(STAMP)  ## benchmark: local pipeline wall time, per-stage times, overhead, cached re-run
 	$(BIN)/python bench/bench_pipeline.py --config $(CONFIG)
+
+BUNDLE ?= models:/phishing-classifier@champion
+SERVE_PORT ?= 8080
+BENCH_VENVS ?= $(STATE_DIR)/bench-venvs
+
+serve: $(STAMP)  ## serve BUNDLE (deploy bundle dir or models:/name@alias) over OIP V2 REST on 127.0.0.1:SERVE_PORT
+	$(BIN)/tabpipe serve --model $(BUNDLE) --tracking-uri $(MLFLOW_URI) --port $(SERVE_PORT)
+
+predict: $(STAMP)  ## send one row of CONFIG's data to the running server and print the answer
+	$(BIN)/tabpipe predict --config $(CONFIG) --url http://127.0.0.1:$(SERVE_PORT)
+
+test-serving: $(STAMP)  ## serving tests: validation, real server over HTTP, tritonclient, fuzzing, hot swap, ONNX
+	$(BIN)/python -m pytest tests/serving tests/serving_onnx $(PYTEST_ARGS)
+
+bench-serving: $(STAMP)  ## benchmark: serving latency/throughput/batch vs in-process, MLServer 1.7.1, KServe 0.21
+	@command -v wrk >/dev/null || apt-get install -y wrk || echo "wrk not installed: using the Python load client"
+	bash bench/serving_peers/setup_venvs.sh $(PYTHON) $(BENCH_VENVS)
+	$(BIN)/python bench/bench_serving.py --venvs $(BENCH_VENVS)
 
 mlflow-up: $(STAMP)  ## start the local MLflow server (make run does this when needed)
 	$(BIN)/python -c "from pathlib import Path; from tabpipe.mlflow_server import ensure_server; print(ensure_server('$(MLFLOW_URI)', Path('$(STATE_DIR)/mlflow')))"

@@ -97,6 +97,44 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tabpipe.serving.__main__ import serve
+
+    return serve(args)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    import requests
+
+    from tabpipe.config import load_config
+
+    config = load_config(args.config)
+    frame = _read_data(Path(config.source.uri)).head(args.rows)
+    spec_inputs = requests.get(f"{args.url}/v2/models/{config.registry.model_name}", timeout=10)
+    if spec_inputs.status_code != 200:
+        raise TabpipeError(
+            f"no model {config.registry.model_name!r} at {args.url}: HTTP {spec_inputs.status_code}"
+        )
+    names = [i["name"] for i in spec_inputs.json()["inputs"]]
+    body = {
+        "parameters": {"content_type": "pd"},
+        "inputs": [
+            {
+                "name": name,
+                "datatype": "BYTES" if frame[name].dtype.kind in "OUS" else "FP64",
+                "shape": [len(frame)],
+                "data": [None if v != v else v for v in frame[name].tolist()],
+            }
+            for name in names
+        ],
+    }
+    answer = requests.post(f"{args.url}/v2/models/{config.registry.model_name}/infer", json=body, timeout=30)
+    print(json.dumps(answer.json(), indent=2))
+    return 0 if answer.status_code == 200 else EXIT_FAILED
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.training import compile_pipeline
 
@@ -151,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=int, default=0, help="seconds to wait for the run to finish (0: don't)"
     )
     submit.set_defaults(func=_cmd_submit)
+
+    from tabpipe.serving.__main__ import add_arguments
+
+    serve_cmd = sub.add_parser(
+        "serve", help="serve a model bundle over the Open Inference Protocol (V2 REST)"
+    )
+    add_arguments(serve_cmd)
+    serve_cmd.set_defaults(func=_cmd_serve)
+
+    predict = sub.add_parser(
+        "predict", help="send rows of a config's data to a running server and print the answer"
+    )
+    predict.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+    predict.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    predict.add_argument("--rows", type=int, default=1, help="how many rows to send")
+    predict.set_defaults(func=_cmd_predict)
 
     comp = sub.add_parser("compile", help="compile the pipeline to YAML")
     comp.add_argument("--out", type=Path, help="output path (default: pipelines/training_pipeline.yaml)")

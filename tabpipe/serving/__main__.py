@@ -1,0 +1,81 @@
+"""Run the model server: ``python -m tabpipe.serving --model <bundle dir | models:/name@alias>``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of the server (shared with ``tabpipe serve``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tabpipe.serving",
+        description="Serve a tabpipe model over the Open Inference Protocol.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server's options to ``parser``."""
+    parser.add_argument("--model", required=True, help="deploy bundle directory, or models:/<name>@<alias>")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (for models:/ URIs)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per request")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body size"
+    )
+    parser.add_argument(
+        "--bundle-root",
+        type=Path,
+        default=None,
+        help="directory the load endpoint may load bundles from (default: the parent of --model)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run uvicorn with one worker until interrupted."""
+    import importlib.util
+
+    import uvicorn
+
+    from tabpipe.serving.app import ServerConfig, create_app
+    from tabpipe.serving.validation import Limits
+
+    if args.max_rows < 1 or args.max_body_bytes < 1:
+        raise SystemExit("--max-rows and --max-body-bytes must be positive")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = ServerConfig(
+        model_uri=args.model,
+        tracking_uri=args.tracking_uri,
+        limits=Limits(max_rows=args.max_rows, max_body_bytes=args.max_body_bytes),
+        bundle_root=args.bundle_root,
+    )
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        workers=1,
+        http=http,
+        access_log=False,
+        log_level=args.log_level,
+        lifespan="on",
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tabpipe.serving``."""
+    return serve(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,448 @@
+"""The Open Inference Protocol (V2) REST server: a lean Starlette app.
+
+Endpoints (see ``openapi.yaml`` next to this file):
+
+* ``GET /v2/health/live``, ``GET /v2/health/ready``
+* ``GET /v2/models/{name}[/versions/{version}]`` (metadata) and ``.../ready``
+* ``POST /v2/models/{name}[/versions/{version}]/infer``
+* ``GET|POST /v2/repository/index``, ``POST /v2/repository/models/{name}/load``
+  (hot swap: the new model loads in a worker thread, then one reference is
+  replaced; requests already running keep the object they started with)
+* ``GET /metrics`` (Prometheus)
+
+Bad requests answer 400/413/422 (see :mod:`tabpipe.serving.validation`); an
+unknown model or version answers 404, and anything before the first model is
+loaded answers 503.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tabpipe.errors import TabpipeError
+from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ModelMetrics, ServingMetrics
+from tabpipe.serving.store import LoadedModel, is_registry_uri, load_uri
+from tabpipe.serving.validation import CONTRACT_DATATYPE, Limits, RequestDecoder, RequestError
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+UNKNOWN = "__unknown__"
+# Batches above these sizes run off the event loop so health probes keep answering.
+INLINE_MAX_ROWS = 256
+INLINE_MAX_BODY_BYTES = 256 * 1024
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), status_code=status, media_type=JSON)
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+def _datatype_of(values: list[Any]) -> str:
+    """The OIP datatype of a list of labels (classes) for the ``predict`` output."""
+    if values and all(type(v) is bool for v in values):
+        return "BOOL"
+    if values and all(type(v) is int for v in values):
+        return "INT64"
+    if values and all(type(v) in (int, float) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """A loaded model with everything a request needs, built once at load."""
+
+    loaded: LoadedModel
+    decoder: RequestDecoder
+    metrics: ModelMetrics
+    outputs: list[str]
+    predict_datatype: str
+    metadata: bytes
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.loaded.spec.model_name
+
+    @property
+    def version(self) -> str:
+        """The version it answers as."""
+        return self.loaded.version
+
+
+def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) -> bytes:
+    spec = loaded.spec
+    inputs = [
+        {
+            "name": inp.name,
+            "datatype": CONTRACT_DATATYPE[inp.rules.dtype],
+            "shape": [-1],
+            "parameters": {"contract": inp.rules.model_dump(mode="json", exclude_none=True)},
+        }
+        for inp in spec.inputs
+    ]
+    out = [{"name": "predict", "datatype": predict_datatype, "shape": [-1]}]
+    if "probabilities" in outputs:
+        out.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(spec.classes)]})
+    payload = {
+        "name": spec.model_name,
+        "versions": [loaded.version],
+        "platform": f"tabpipe-{loaded.predictor.kind}",
+        "inputs": inputs,
+        "outputs": out,
+        "parameters": {
+            "content_type": "pd",
+            "task": spec.task.value,
+            "target": spec.target,
+            "classes": spec.classes,
+            "sha256": spec.sha256,
+        },
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@dataclass
+class ServerConfig:
+    """How the server loads models.
+
+    Attributes:
+        model_uri: What to load at startup: a bundle directory or a ``models:/`` URI.
+        tracking_uri: MLflow tracking URI, needed for ``models:/`` URIs.
+        limits: Request size limits.
+        bundle_root: Directories the load endpoint may load from (it must not read
+            arbitrary paths a client names); defaults to the parent of a startup bundle directory.
+    """
+
+    model_uri: str | None
+    tracking_uri: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    bundle_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.bundle_root is None and self.model_uri and not is_registry_uri(self.model_uri):
+            self.bundle_root = Path(self.model_uri).resolve().parent
+
+
+class ServingState:
+    """The model being served and the load machinery around it."""
+
+    def __init__(self, config: ServerConfig, metrics: ServingMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        # Replaced as a whole on a swap; readers take one snapshot per request.
+        self.active: ActiveModel | None = None
+        self.state = "UNAVAILABLE"
+        self.reason = "not loaded yet"
+        self._load_lock = threading.Lock()
+
+    def build(self, loaded: LoadedModel) -> ActiveModel:
+        """Wrap a loaded model with its decoder, metrics and metadata."""
+        spec = loaded.spec
+        classifier = spec.task.is_classification
+        outputs = ["predict", "probabilities"] if classifier else ["predict"]
+        predict_datatype = _datatype_of(spec.classes) if classifier else "FP64"
+        return ActiveModel(
+            loaded=loaded,
+            decoder=RequestDecoder(spec, self.config.limits, outputs),
+            metrics=ModelMetrics(self.metrics, spec, loaded.version),
+            outputs=outputs,
+            predict_datatype=predict_datatype,
+            metadata=_metadata(loaded, outputs, predict_datatype),
+        )
+
+    def load(self, uri: str, expected_name: str | None = None) -> ActiveModel:
+        """Load ``uri`` and swap it in; blocking, so call it from a worker thread.
+
+        Raises:
+            TabpipeError: the model cannot be loaded or verified, or its name is not ``expected_name``.
+        """
+        with self._load_lock:
+            previous_state = self.state
+            self.state = "LOADING"
+            try:
+                active = self.build(load_uri(uri, self.config.tracking_uri))
+                if expected_name is not None and active.name != expected_name:
+                    raise TabpipeError(f"{uri} holds model {active.name!r}, not {expected_name!r}")
+            except Exception as exc:
+                self.metrics.loads.labels("failed").inc()
+                # A failed load keeps serving the current model.
+                self.state = previous_state if self.active is not None else "UNAVAILABLE"
+                self.reason = f"loading {uri} failed: {exc}"
+                raise
+            old = self.active
+            self.active = active
+            self.state, self.reason = "READY", ""
+            self.metrics.loads.labels("ok").inc()
+            if old is not None:
+                self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
+            self.metrics.model_info.labels(active.name, active.version, active.loaded.predictor.kind).set(1)
+            log.info("serving %s version %s from %s", active.name, active.version, uri)
+            return active
+
+    def load_initial(self) -> None:
+        """Load the startup model; failures are logged and leave the server not ready."""
+        uri = self.config.model_uri
+        if not uri:
+            return
+        try:
+            self.load(uri)
+        except Exception as exc:  # noqa: BLE001 (the server stays up, not ready, and says why)
+            log.error("could not load %s: %s", uri, exc)
+
+    def check_load_uri(self, uri: str) -> None:
+        """Refuse load-endpoint URIs outside what the operator allowed.
+
+        Raises:
+            RequestError: the URI is a directory outside the bundle root, or a
+                registry URI without a tracking server.
+        """
+        if is_registry_uri(uri):
+            if not self.config.tracking_uri:
+                raise RequestError(400, "parameters.uri: registry URIs need the server's --tracking-uri")
+            return
+        root = self.config.bundle_root
+        try:
+            inside = root is not None and Path(uri).resolve().is_relative_to(root.resolve())
+        except (ValueError, OSError):  # e.g. a NUL byte in the path
+            inside = False
+        if not inside:
+            raise RequestError(400, f"parameters.uri: {uri!r} is outside the allowed bundle root {root}")
+
+
+Handler = Callable[[Request], Awaitable[tuple[Response, str, str]]]
+
+
+def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
+    """Build the ASGI app; with ``load_on_startup`` the model loads in a thread after startup.
+
+    Args:
+        config: What to load and the request limits.
+        load_on_startup: Start loading ``config.model_uri`` when the server starts
+            (liveness answers at once; readiness turns true when the load finishes).
+    """
+    metrics = ServingMetrics()
+    state = ServingState(config, metrics)
+
+    def labels(active: ActiveModel | None, name: str | None) -> tuple[str, str]:
+        if active is not None and (name is None or name == active.name):
+            return active.name, active.version
+        return UNKNOWN, ""
+
+    def resolve(request: Request) -> ActiveModel:
+        active = state.active
+        if active is None:
+            raise RequestError(503, f"no model is loaded yet ({state.reason})")
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        if name != active.name:
+            raise RequestError(404, f"model {name!r} not found; serving {active.name!r}")
+        if version is not None and version != active.version:
+            raise RequestError(404, f"model {name!r} has no version {version!r}; serving {active.version!r}")
+        return active
+
+    def instrumented(endpoint: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            start = time.perf_counter()
+            model, version = UNKNOWN, ""
+            try:
+                response, model, version = await handler(request)
+            except RequestError as exc:
+                model, version = labels(state.active, request.path_params.get("name"))
+                response = _error(exc.status, exc.message)
+            except Exception:
+                log.exception("unexpected error on %s", request.url.path)
+                response = _error(500, "internal server error")
+            metrics.observe_request(
+                model, version, endpoint, response.status_code, time.perf_counter() - start
+            )
+            return response
+
+        return run
+
+    async def live(request: Request) -> tuple[Response, str, str]:
+        return _json({"live": True}), *labels(state.active, None)
+
+    async def ready(request: Request) -> tuple[Response, str, str]:
+        active = state.active
+        return _json({"ready": active is not None}, 200 if active is not None else 503), *labels(active, None)
+
+    async def model_metadata(request: Request) -> tuple[Response, str, str]:
+        active = resolve(request)
+        return Response(active.metadata, media_type=JSON), active.name, active.version
+
+    async def model_ready(request: Request) -> tuple[Response, str, str]:
+        active = resolve(request)
+        return _json({"name": active.name, "ready": True}), active.name, active.version
+
+    async def infer(request: Request) -> tuple[Response, str, str]:
+        if "inference-header-content-length" in request.headers:
+            raise RequestError(400, "the binary tensor extension is not supported; send JSON data")
+        active = resolve(request)  # one snapshot: a swap mid-request does not affect it
+        body = await _read_body(request, config.limits.max_body_bytes)
+        decoder = active.decoder
+        if len(body) > INLINE_MAX_BODY_BYTES:
+            decoded = await run_in_threadpool(decoder.decode, body)
+        else:
+            decoded = decoder.decode(body)
+        predictor = active.loaded.predictor
+        if decoded.n_rows > INLINE_MAX_ROWS:
+            pred, proba = await run_in_threadpool(predictor.predict, decoded.columns)
+        else:
+            pred, proba = predictor.predict(decoded.columns)
+        active.metrics.observe(decoded.columns, pred, decoded.n_rows)
+        wanted = decoded.outputs or active.outputs
+        outputs = []
+        if "predict" in wanted:
+            outputs.append(
+                {
+                    "name": "predict",
+                    "datatype": active.predict_datatype,
+                    "shape": [decoded.n_rows],
+                    "data": pred.tolist(),
+                }
+            )
+        if proba is not None and "probabilities" in wanted:
+            outputs.append(
+                {
+                    "name": "probabilities",
+                    "datatype": "FP64",
+                    "shape": list(proba.shape),
+                    "data": proba.ravel().tolist(),
+                }
+            )
+        payload: dict[str, Any] = {"model_name": active.name, "model_version": active.version}
+        if decoded.id is not None:
+            payload["id"] = decoded.id
+        payload["parameters"] = {"classes": active.loaded.spec.classes} if proba is not None else {}
+        payload["outputs"] = outputs
+        return _json(payload), active.name, active.version
+
+    async def repository_index(request: Request) -> tuple[Response, str, str]:
+        active = state.active
+        entries = []
+        if active is not None:
+            entries.append(
+                {"name": active.name, "version": active.version, "state": state.state, "reason": state.reason}
+            )
+        elif config.model_uri:
+            entries.append(
+                {"name": config.model_uri, "version": "", "state": state.state, "reason": state.reason}
+            )
+        return _json(entries), *labels(active, None)
+
+    async def repository_load(request: Request) -> tuple[Response, str, str]:
+        name = request.path_params["name"]
+        body = await _read_body(request, 64 * 1024)
+        uri = _load_uri(body)
+        if uri is None:
+            active = state.active
+            uri = active.loaded.source if active is not None else config.model_uri
+            if uri is None:
+                raise RequestError(400, "parameters.uri: no model URI given and none configured")
+        else:
+            state.check_load_uri(uri)
+        try:
+            active = await run_in_threadpool(state.load, uri, name)
+        except TabpipeError as exc:
+            # OIP repository extension: a failed load answers 400 with the reason.
+            raise RequestError(400, f"loading {name!r} from {uri} failed: {exc}") from None
+        return _json({"name": active.name, "version": active.version}), active.name, active.version
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if load_on_startup and config.model_uri:
+            state.state = "LOADING"
+            # A thread, not awaited: the server starts answering /v2/health/live at once.
+            threading.Thread(target=state.load_initial, name="model-load", daemon=True).start()
+        yield
+
+    routes = [
+        Route("/v2/health/live", instrumented("health_live", live), methods=["GET"]),
+        Route("/v2/health/ready", instrumented("health_ready", ready), methods=["GET"]),
+        Route("/v2/models/{name}", instrumented("metadata", model_metadata), methods=["GET"]),
+        Route(
+            "/v2/models/{name}/versions/{version}", instrumented("metadata", model_metadata), methods=["GET"]
+        ),
+        Route("/v2/models/{name}/ready", instrumented("model_ready", model_ready), methods=["GET"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/ready",
+            instrumented("model_ready", model_ready),
+            methods=["GET"],
+        ),
+        Route("/v2/models/{name}/infer", instrumented("infer", infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", instrumented("infer", infer), methods=["POST"]),
+        Route(
+            "/v2/repository/index",
+            instrumented("repository_index", repository_index),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/v2/repository/models/{name}/load",
+            instrumented("repository_load", repository_load),
+            methods=["POST"],
+        ),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.serving = state
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes by header and by actual size."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestError(400, "Content-Length: not an integer") from None
+        if size > limit:
+            raise RequestError(413, f"request body of {size} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    read = 0
+    async for chunk in request.stream():
+        read += len(chunk)
+        if read > limit:
+            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _load_uri(body: bytes) -> str | None:
+    """The ``parameters.uri`` of a repository load request, if any."""
+    if not body.strip():
+        return None
+    try:
+        request = json.loads(body)
+    except (ValueError, RecursionError):
+        raise RequestError(400, "load request body is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise RequestError(400, "load request body must be a JSON object")
+    parameters = request.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise RequestError(400, "parameters: must be an object")
+    uri = parameters.get("uri")
+    if uri is not None and (not isinstance(uri, str) or not uri):
+        raise RequestError(400, "parameters.uri: must be a non-empty string")
+    return uri

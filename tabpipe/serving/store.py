@@ -1,0 +1,196 @@
+"""Loading verified models for serving: from a deploy bundle directory or the MLflow registry.
+
+Nothing is loaded unless its sha256 matches the checksum recorded when it was
+written (the bundle's ``bundle.json``, or the registry version's
+``tabpipe.bundle_sha256`` tag): skops bytes are only deserialized after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabpipe.errors import ArtifactIntegrityError, ConfigError
+from tabpipe.serving.predictor import Predictor
+from tabpipe.serving_spec import SERVING_SPEC_FILENAME, ServingSpec
+
+log = logging.getLogger(__name__)
+
+BUNDLE_SPEC_FILENAME = "bundle.json"
+ONNX_FILENAME = "model.onnx"
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve.
+
+    Attributes:
+        spec: Its serving spec (inputs with contract rules, task, classes, sha256, version).
+        predictor: What runs it.
+        version: The model version it answers as.
+        loaded_at: Unix time the load finished.
+        source: Where it came from (bundle directory or ``models:/`` URI).
+    """
+
+    spec: ServingSpec
+    predictor: Predictor
+    version: str
+    loaded_at: float
+    source: str
+
+
+def is_registry_uri(uri: str) -> bool:
+    """Whether ``uri`` names a registry model (``models:/name@alias`` or ``models:/name/version``)."""
+    return uri.startswith("models:/")
+
+
+def _read_spec(path: Path) -> ServingSpec:
+    from pydantic import ValidationError
+
+    try:
+        return ServingSpec.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read serving spec {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        from tabpipe.contract import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, f"serving spec {path}")) from None
+
+
+def choose_predictor(bundle_dir: Path, spec: ServingSpec, model: Any) -> Predictor:
+    """Pick the predictor for a verified model: ONNX when the bundle has a verified export, else scikit-learn.
+
+    The ONNX file is used only when the spec records its ``onnx_sha256`` and the
+    file matches it; a bundle without that record, or an ONNX graph that fails to
+    load, is served by scikit-learn.
+
+    Raises:
+        ArtifactIntegrityError: ``model.onnx`` does not match the recorded ``onnx_sha256``.
+    """
+    from tabpipe.serving.sklearn_predictor import SklearnPredictor
+
+    onnx_path = bundle_dir / ONNX_FILENAME
+    expected = getattr(spec, "onnx_sha256", None)
+    if onnx_path.is_file() and expected:
+        onnx_bytes = onnx_path.read_bytes()
+        if hashlib.sha256(onnx_bytes).hexdigest() != expected:
+            raise ArtifactIntegrityError(f"{onnx_path}: sha256 does not match the spec's onnx_sha256")
+        try:
+            from tabpipe.serving.onnx_predictor import OnnxPredictor
+        except ImportError:
+            log.info("bundle has %s but the ONNX predictor is not available; using scikit-learn", onnx_path)
+        else:
+            try:
+                return OnnxPredictor(onnx_bytes, spec)
+            except Exception as exc:  # noqa: BLE001 (a bad ONNX graph must not stop serving the verified model)
+                log.warning("ONNX predictor failed to load (%s); using scikit-learn", exc)
+    elif onnx_path.is_file():
+        log.warning("%s has no recorded onnx_sha256; serving with scikit-learn", onnx_path)
+    return SklearnPredictor(model, spec)
+
+
+def load_bundle_dir(path: str | Path) -> LoadedModel:
+    """Load a deploy bundle directory (``model.skops`` + ``bundle.json``).
+
+    Raises:
+        ConfigError: the directory or its ``bundle.json`` is missing or invalid.
+        ArtifactIntegrityError: ``model.skops`` does not match the spec's sha256 or
+            holds untrusted types.
+    """
+    from tabpipe.modelio import MODEL_FILENAME, load_model
+
+    bundle = Path(path)
+    if not bundle.is_dir():
+        raise ConfigError(f"model bundle {bundle} is not a directory")
+    spec = _read_spec(bundle / BUNDLE_SPEC_FILENAME)
+    if not (bundle / MODEL_FILENAME).is_file():
+        raise ConfigError(f"model bundle {bundle} has no {MODEL_FILENAME}")
+    model = load_model(bundle / MODEL_FILENAME, spec.sha256)
+    version = spec.version or "1"
+    return LoadedModel(spec, choose_predictor(bundle, spec, model), version, time.time(), str(bundle))
+
+
+def load_registry(tracking_uri: str, model_uri: str) -> LoadedModel:
+    """Load a registered version (``models:/name@alias`` or ``models:/name/version``).
+
+    Downloads ``bundle/model.skops`` and ``bundle/serving.json`` from the version's
+    run and verifies both against the version's ``tabpipe.bundle_sha256`` tag.
+
+    Raises:
+        ConfigError: the URI is malformed, or the model, alias or version does not exist.
+        ArtifactIntegrityError: the tag is missing or the bundle does not match it.
+        ServiceError: the tracking server is unreachable.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from tabpipe.modelio import MODEL_FILENAME, load_model
+    from tabpipe.tracking import BUNDLE_ARTIFACT_DIR, Tag, client
+
+    match = _REGISTRY_URI.match(model_uri)
+    if match is None:
+        raise ConfigError(
+            f"model URI {model_uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>"
+        )
+    name, alias, number = match["name"], match["alias"], match["version"]
+    mlflow_client = client(tracking_uri)
+    try:
+        if alias is not None:
+            version = mlflow_client.get_model_version_by_alias(name, alias)
+        else:
+            version = mlflow_client.get_model_version(name, number)
+    except MlflowException as exc:
+        raise ConfigError(f"model URI {model_uri!r}: {exc.message}") from None
+    sha = version.tags.get(Tag.BUNDLE_SHA256)
+    if not sha:
+        raise ArtifactIntegrityError(
+            f"{model_uri} (version {version.version}) has no {Tag.BUNDLE_SHA256} tag; refusing to load it"
+        )
+    with tempfile.TemporaryDirectory(prefix="tabpipe-serve-") as tmp:
+        bundle = Path(tmp)
+        try:
+            listed = mlflow_client.list_artifacts(version.run_id, BUNDLE_ARTIFACT_DIR)
+            names = {Path(a.path).name for a in listed}
+            wanted = [MODEL_FILENAME, SERVING_SPEC_FILENAME] + (
+                [ONNX_FILENAME] if ONNX_FILENAME in names else []
+            )
+            for filename in wanted:
+                # Each file lands flat in the temporary bundle dir, whatever layout the store uses.
+                local = mlflow_client.download_artifacts(
+                    version.run_id, f"{BUNDLE_ARTIFACT_DIR}/{filename}", tmp
+                )
+                if Path(local) != bundle / filename:
+                    Path(local).replace(bundle / filename)
+        except MlflowException as exc:
+            raise ConfigError(
+                f"{model_uri}: cannot download the bundle of run {version.run_id}: {exc.message}"
+            ) from None
+        spec = _read_spec(bundle / SERVING_SPEC_FILENAME)
+        if spec.sha256 != sha:
+            raise ArtifactIntegrityError(
+                f"{model_uri}: serving spec sha256 {spec.sha256[:12]}… does not match "
+                f"the registry tag {sha[:12]}…"
+            )
+        model = load_model(bundle / MODEL_FILENAME, sha)
+        spec = spec.model_copy(update={"version": str(version.version)})
+        predictor = choose_predictor(bundle, spec, model)
+    return LoadedModel(spec, predictor, spec.version or "", time.time(), model_uri)
+
+
+def load_uri(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """Load from a bundle directory or a ``models:/`` URI (which needs ``tracking_uri``).
+
+    Raises:
+        ConfigError, ArtifactIntegrityError, ServiceError: see the two loaders.
+    """
+    if is_registry_uri(uri):
+        if not tracking_uri:
+            raise ConfigError(f"model URI {uri!r} needs a tracking URI (--tracking-uri)")
+        return load_registry(tracking_uri, uri)
+    return load_bundle_dir(uri)

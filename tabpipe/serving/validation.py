@@ -1,0 +1,382 @@
+"""Decoding and validating Open Inference Protocol (V2) infer requests against the contract.
+
+A request is a JSON object whose ``inputs`` hold one tensor per model input
+column (``"parameters": {"content_type": "pd"}`` marks it as a table, as in
+MLServer and KServe; requests without it are accepted when the inputs are the
+named columns). Every problem raises :class:`RequestError` naming the field.
+
+Status codes:
+  * 400: the body is not a well-formed V2 request (bad JSON, missing ``inputs``,
+    wrong structure, unknown datatype, shape that does not match the data).
+  * 413: the body or the number of rows exceeds the server's limits.
+  * 422: a well-formed request that breaks the model's contract (missing or
+    extra column, datatype the column cannot take, null where not nullable,
+    value outside the allowed set or the min/max range).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tabpipe.contract import ColumnContract, ColumnType
+from tabpipe.serving_spec import ServingSpec
+
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+_INT_RANGES = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+_FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+_NUMERIC_TYPES = frozenset(_INT_RANGES) | _FLOAT_TYPES
+KNOWN_DATATYPES = _NUMERIC_TYPES | {"BOOL", "BYTES"}
+
+# Which OIP datatypes each contract dtype accepts.
+_ACCEPTED: dict[ColumnType, frozenset[str]] = {
+    ColumnType.INTEGER: _NUMERIC_TYPES,
+    ColumnType.FLOAT: _NUMERIC_TYPES,
+    ColumnType.BOOLEAN: frozenset({"BOOL"}) | frozenset(_INT_RANGES),
+    ColumnType.STRING: frozenset({"BYTES"}),
+    ColumnType.DATETIME: frozenset({"BYTES"}),
+}
+
+# The datatype a column is advertised with in the model metadata.
+CONTRACT_DATATYPE: dict[ColumnType, str] = {
+    ColumnType.INTEGER: "INT64",
+    ColumnType.FLOAT: "FP64",
+    ColumnType.BOOLEAN: "BOOL",
+    ColumnType.STRING: "BYTES",
+    ColumnType.DATETIME: "BYTES",
+}
+
+_NONE = type(None)
+_NUMBER_TYPES = frozenset({int, float, _NONE})
+_BOOL_TYPES = frozenset({bool, _NONE})
+_STRING_TYPES = frozenset({str, _NONE})
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the HTTP status to answer.
+
+    Attributes:
+        status: 400, 413 or 422 (see the module docstring).
+        message: What is wrong, naming the field.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits."""
+
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    """A validated request: its id, the columns in spec order, the row count and requested outputs."""
+
+    id: str | None
+    columns: dict[str, np.ndarray]
+    n_rows: int
+    outputs: list[str] | None
+
+
+def _examples(values: list[Any], limit: int = 3) -> str:
+    shown = ", ".join(repr(v)[:40] for v in values[:limit])
+    return shown + (", …" if len(values) > limit else "")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Column:
+    """A contract column compiled for fast checks."""
+
+    __slots__ = ("name", "rules", "accepted", "allowed_set", "allowed_array", "is_numeric")
+
+    def __init__(self, name: str, rules: ColumnContract) -> None:
+        self.name = name
+        self.rules = rules
+        self.accepted = _ACCEPTED[rules.dtype]
+        self.is_numeric = rules.dtype in (ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN)
+        allowed = rules.allowed
+        self.allowed_set = frozenset(allowed) if allowed is not None else None
+        self.allowed_array = (
+            np.asarray([float(v) for v in allowed], dtype=np.float64)
+            if allowed is not None and self.is_numeric
+            else None
+        )
+
+    def convert(self, datatype: str, data: list[Any]) -> np.ndarray:
+        """Check one input's values and return them as the predictor's array."""
+        where = f"inputs[{self.name!r}]"
+        if datatype not in self.accepted:
+            raise RequestError(
+                422,
+                f"{where}: datatype {datatype} does not fit the contract dtype {self.rules.dtype.value} "
+                f"(accepted: {', '.join(sorted(self.accepted))})",
+            )
+        if self.is_numeric:
+            values = self._numeric(where, datatype, data)
+            self._check_numeric(where, values)
+            return values
+        values = self._strings(where, data)
+        return values
+
+    def _numeric(self, where: str, datatype: str, data: list[Any]) -> np.ndarray:
+        types = set(map(type, data))
+        if datatype == "BOOL":
+            if not types <= _BOOL_TYPES:
+                bad = [v for v in data if type(v) not in _BOOL_TYPES]
+                raise RequestError(
+                    422, f"{where}: datatype BOOL needs true/false values, got {_examples(bad)}"
+                )
+        elif not types <= _NUMBER_TYPES:
+            # bool is an int subclass, so it is rejected here by exact type.
+            bad = [v for v in data if type(v) not in _NUMBER_TYPES]
+            raise RequestError(
+                422,
+                f"{where}: datatype {datatype} needs numbers, got {_type_name(bad[0])} ({_examples(bad)})",
+            )
+        try:
+            values = np.array(data, dtype=np.float64)
+        except OverflowError:
+            raise RequestError(422, f"{where}: a value is too large for a 64-bit float") from None
+        finite = values[~np.isnan(values)]
+        if finite.size and not np.isfinite(finite).all():
+            raise RequestError(422, f"{where}: infinite values are not allowed")
+        if datatype in _INT_RANGES and finite.size:
+            if not (finite == np.floor(finite)).all():
+                raise RequestError(
+                    422, f"{where}: datatype {datatype} needs whole numbers, got {_examples(finite.tolist())}"
+                )
+            low, high = _INT_RANGES[datatype]
+            if finite.min() < low or finite.max() > high:
+                raise RequestError(422, f"{where}: values outside the range of {datatype}")
+        return values
+
+    def _check_numeric(self, where: str, values: np.ndarray) -> None:
+        rules = self.rules
+        missing = np.isnan(values)
+        if not rules.nullable and missing.any():
+            raise RequestError(
+                422, f"{where}: {int(missing.sum())} null/NaN value(s) but the column is not nullable"
+            )
+        present = values[~missing]
+        if not present.size:
+            return
+        if rules.dtype is ColumnType.INTEGER and not (present == np.floor(present)).all():
+            bad = present[present != np.floor(present)].tolist()
+            raise RequestError(422, f"{where}: the column is integer, got {_examples(bad)}")
+        if rules.dtype is ColumnType.BOOLEAN and not np.isin(present, (0.0, 1.0)).all():
+            raise RequestError(422, f"{where}: the column is boolean, values must be 0/1 or true/false")
+        if self.allowed_array is not None:
+            outside = ~np.isin(present, self.allowed_array)
+            if outside.any():
+                raise RequestError(
+                    422,
+                    f"{where}: value(s) {_examples(present[outside].tolist())} not in the allowed set "
+                    f"{list(rules.allowed or [])}",
+                )
+        if rules.min is not None and present.min() < rules.min:
+            raise RequestError(422, f"{where}: value {present.min()!r} is below the minimum {rules.min}")
+        if rules.max is not None and present.max() > rules.max:
+            raise RequestError(422, f"{where}: value {present.max()!r} is above the maximum {rules.max}")
+
+    def _strings(self, where: str, data: list[Any]) -> np.ndarray:
+        types = set(map(type, data))
+        if not types <= _STRING_TYPES:
+            bad = [v for v in data if type(v) not in _STRING_TYPES]
+            raise RequestError(
+                422, f"{where}: datatype BYTES needs strings, got {_type_name(bad[0])} ({_examples(bad)})"
+            )
+        if _NONE in types and not self.rules.nullable:
+            raise RequestError(422, f"{where}: null value(s) but the column is not nullable")
+        if self.allowed_set is not None:
+            bad = [v for v in data if v is not None and v not in self.allowed_set]
+            if bad:
+                raise RequestError(
+                    422,
+                    f"{where}: value(s) {_examples(bad)} not in the allowed set "
+                    f"{list(self.rules.allowed or [])}",
+                )
+        values = np.empty(len(data), dtype=object)
+        values[:] = data
+        return values
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        # NaN literals decode to float('nan') and count as missing values.
+        return json.loads(body)
+    except RecursionError:
+        raise RequestError(400, "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def _flatten(where: str, data: Any, shape: list[int]) -> list[Any]:
+    """The values of an input as a flat list; shape must be [n] or [n, 1]."""
+    if not isinstance(data, list):
+        raise RequestError(400, f"{where}.data: must be a list")
+    if len(shape) == 2:
+        if shape[1] != 1:
+            raise RequestError(
+                400, f"{where}.shape: {shape} has more than one column; send one input per column"
+            )
+        # Row-major data may be flat or nested one level ([[v], [v], ...]).
+        if data and isinstance(data[0], list):
+            if not all(isinstance(row, list) and len(row) == 1 for row in data):
+                raise RequestError(400, f"{where}.data: nested rows must each hold exactly one value")
+            data = [row[0] for row in data]
+    if len(data) != shape[0]:
+        raise RequestError(400, f"{where}: shape {shape} says {shape[0]} value(s) but data has {len(data)}")
+    if any(isinstance(v, (list, dict)) for v in data):
+        raise RequestError(400, f"{where}.data: values must be scalars")
+    return data
+
+
+def _shape(where: str, shape: Any) -> list[int]:
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(type(d) is int for d in shape)
+        or any(d < 0 for d in shape)
+    ):
+        raise RequestError(400, f"{where}.shape: must be a non-empty list of non-negative integers")
+    if len(shape) > 2:
+        raise RequestError(400, f"{where}.shape: {shape} must be [n] or [n, 1]")
+    return shape
+
+
+class RequestDecoder:
+    """Validates infer requests for one model; built once per loaded model.
+
+    Args:
+        spec: The model's serving spec (inputs in order, with contract rules).
+        limits: Row and body size limits.
+        output_names: The outputs this model returns, for the request's optional ``outputs``.
+    """
+
+    def __init__(self, spec: ServingSpec, limits: Limits, output_names: list[str]) -> None:
+        self.limits = limits
+        self.columns = {inp.name: _Column(inp.name, inp.rules) for inp in spec.inputs}
+        self.order = [inp.name for inp in spec.inputs]
+        self.output_names = output_names
+
+    def decode(self, body: bytes) -> DecodedRequest:
+        """Decode and validate a request body.
+
+        Raises:
+            RequestError: naming the field at fault.
+        """
+        if len(body) > self.limits.max_body_bytes:
+            raise RequestError(413, f"request body exceeds {self.limits.max_body_bytes} bytes")
+        request = _parse_json(body)
+        if not isinstance(request, dict):
+            raise RequestError(400, "request body must be a JSON object")
+        request_id = request.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise RequestError(400, "id: must be a string")
+        self._check_parameters(request.get("parameters"))
+        outputs = self._requested_outputs(request.get("outputs"))
+        inputs = request.get("inputs")
+        if inputs is None:
+            raise RequestError(400, "inputs: missing")
+        if not isinstance(inputs, list):
+            raise RequestError(400, "inputs: must be a list of tensors")
+        if not inputs:
+            raise RequestError(400, "inputs: must not be empty")
+
+        raw: dict[str, tuple[str, list[Any]]] = {}
+        n_rows: int | None = None
+        for i, tensor in enumerate(inputs):
+            if not isinstance(tensor, dict):
+                raise RequestError(400, f"inputs[{i}]: must be an object with name, shape, datatype, data")
+            name = tensor.get("name")
+            if not isinstance(name, str):
+                raise RequestError(400, f"inputs[{i}].name: missing or not a string")
+            where = f"inputs[{name!r}]"
+            if name not in self.columns:
+                raise RequestError(422, f"{where}: unknown input; the model takes {self.order}")
+            if name in raw:
+                raise RequestError(400, f"{where}: given more than once")
+            datatype = tensor.get("datatype")
+            if not isinstance(datatype, str) or datatype not in KNOWN_DATATYPES:
+                raise RequestError(
+                    400, f"{where}.datatype: {datatype!r} is not an Open Inference Protocol datatype"
+                )
+            for key in ("shape", "data"):
+                if key not in tensor:
+                    raise RequestError(400, f"{where}.{key}: missing")
+            shape = _shape(where, tensor["shape"])
+            if shape[0] > self.limits.max_rows:
+                raise RequestError(
+                    413, f"{where}: {shape[0]} rows exceed the limit of {self.limits.max_rows}"
+                )
+            data = _flatten(where, tensor["data"], shape)
+            if n_rows is None:
+                n_rows = len(data)
+            elif len(data) != n_rows:
+                raise RequestError(
+                    400, f"{where}: has {len(data)} row(s) but earlier inputs have {n_rows}; all must match"
+                )
+            raw[name] = (datatype, data)
+
+        missing = [name for name in self.order if name not in raw]
+        if missing:
+            raise RequestError(422, f"inputs: missing column(s) {missing}")
+        if not n_rows:
+            raise RequestError(400, "inputs: no rows to predict")
+        columns = {name: self.columns[name].convert(*raw[name]) for name in self.order}
+        return DecodedRequest(id=request_id, columns=columns, n_rows=n_rows, outputs=outputs)
+
+    @staticmethod
+    def _check_parameters(parameters: Any) -> None:
+        if parameters is None:
+            return
+        if not isinstance(parameters, dict):
+            raise RequestError(400, "parameters: must be an object")
+        content_type = parameters.get("content_type")
+        # Other keys (tritonclient's binary_data_output, priorities, ...) do not change the answer.
+        if content_type is not None and content_type != "pd":
+            raise RequestError(
+                400,
+                f"parameters.content_type: {content_type!r} is not supported; "
+                "send 'pd' (one input per column)",
+            )
+
+    def _requested_outputs(self, outputs: Any) -> list[str] | None:
+        if outputs is None:
+            return None
+        if not isinstance(outputs, list):
+            raise RequestError(400, "outputs: must be a list")
+        names: list[str] = []
+        for i, output in enumerate(outputs):
+            name = output.get("name") if isinstance(output, dict) else None
+            if not isinstance(name, str):
+                raise RequestError(400, f"outputs[{i}].name: missing or not a string")
+            if name not in self.output_names:
+                raise RequestError(
+                    400, f"outputs[{i}].name: unknown output {name!r}; have {self.output_names}"
+                )
+            names.append(name)
+        return names

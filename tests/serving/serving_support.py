@@ -1,0 +1,149 @@
+"""Shared helpers of the serving tests: bundles, server processes, request builders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+PHISHING_CONFIG = REPO / "tests/fixtures/e2e/phishing_small.yaml"
+HOUSING_CONFIG = REPO / "configs/housing.yaml"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A deploy bundle on disk, with the fitted model and held-out rows to send."""
+
+    path: Path
+    spec: Any
+    model: Any
+    rows: pd.DataFrame
+
+
+def fit_model(config_path: Path, keep: int) -> tuple[Any, Any, pd.DataFrame]:
+    """Fit one cheap candidate of ``config_path``; return config, model and test rows."""
+    from tabpipe.config import load_config
+    from tabpipe.stages.ingest import ingest
+    from tabpipe.stages.train import train
+    from tabpipe.stages.transform import fit_preprocessor, split_xy
+
+    config = load_config(config_path)
+    config = config.model_copy(
+        update={
+            "models": [config.models[keep]],
+            "search": config.search.model_copy(update={"n_iter": 1, "cv_folds": 2}),
+        }
+    )
+    splits = ingest(config).splits
+    preprocessor, _ = fit_preprocessor(config, splits.train)
+    model = train(config, splits.train, splits.validation, preprocessor).best.model
+    features, _ = split_xy(splits.test, config)
+    return config, model, features.reset_index(drop=True)
+
+
+def write_bundle(path: Path, config: Any, model: Any, version: str) -> Any:
+    from tabpipe.modelio import save_model
+    from tabpipe.serving_spec import build_serving_spec
+
+    path.mkdir(parents=True)
+    sha = save_model(model, path / "model.skops")
+    classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
+    spec = build_serving_spec(config, classes, sha).model_copy(update={"version": version})
+    (path / "bundle.json").write_text(spec.model_dump_json(indent=2))
+    return spec
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real `python -m tabpipe.serving` process on a free loopback port."""
+
+    def __init__(self, model: Path | str, *extra: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tabpipe.serving",
+                "--model",
+                str(model),
+                "--port",
+                str(self.port),
+                *extra,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def wait_live(self, timeout: float = 30.0) -> None:
+        self._wait("/v2/health/live", timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self._wait("/v2/health/ready", timeout)
+
+    def _wait(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{path} not 200 after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _json_value(value: Any) -> Any:
+    """A cell as JSON: missing values become null, numpy scalars plain Python."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def oip_request(spec: Any, rows: pd.DataFrame, request_id: str | None = None) -> dict[str, Any]:
+    """A `pd` Open Inference Protocol request with one input per column."""
+    from tabpipe.serving.validation import CONTRACT_DATATYPE
+
+    inputs = []
+    for inp in spec.inputs:
+        values = [_json_value(v) for v in rows[inp.name].astype(object).tolist()]
+        datatype = CONTRACT_DATATYPE[inp.rules.dtype]
+        inputs.append({"name": inp.name, "datatype": datatype, "shape": [len(values)], "data": values})
+    body: dict[str, Any] = {"parameters": {"content_type": "pd"}, "inputs": inputs}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
