@@ -157,11 +157,11 @@ def main() -> int:
             for i in range(args.repeats):
                 # Alternate the peers so drift in machine load affects both alike.
                 started = time.perf_counter()
-                stages = run_in_process(config, server.tracking_uri, root / f"inproc-{i}")
+                stages = run_in_process(config, server.url, root / f"inproc-{i}")
                 inproc_runs.append({"total": time.perf_counter() - started, "stages": stages})
 
                 summary = run_pipeline(
-                    config, server.tracking_uri, root / f"kfp-{i}", enable_caching=False, quiet=True
+                    config, server.url, root / f"kfp-{i}", enable_caching=False, quiet=True
                 )
                 if not summary.succeeded:
                     print(
@@ -173,8 +173,8 @@ def main() -> int:
                 )
 
                 state = root / f"cached-{i}"
-                run_pipeline(config, server.tracking_uri, state, enable_caching=True, quiet=True)
-                again = run_pipeline(config, server.tracking_uri, state, enable_caching=True, quiet=True)
+                run_pipeline(config, server.url, state, enable_caching=True, quiet=True)
+                again = run_pipeline(config, server.url, state, enable_caching=True, quiet=True)
                 cached_runs.append({"total": again.seconds, "cached": sum(s.cached for s in again.stages)})
                 print(
                     f"repeat {i + 1}/{args.repeats}: kfp.local {kfp_runs[-1]['total']:.1f}s, "

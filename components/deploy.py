@@ -1,7 +1,7 @@
 """Deploy component."""
 
 from kfp import dsl
-from kfp.dsl import Input, Model, Output
+from kfp.dsl import Dataset, Input, Model, Output
 
 from components.image import BASE_IMAGE
 
@@ -14,10 +14,14 @@ def deploy(
     code_version: str,
     model: Input[Model],
     onnx_model: Input[Model],
+    test: Input[Dataset],
     version: str,
+    deploy_target: str,
+    serving_url: str,
     bundle: Output[Model],
 ):
-    """Write the deployable bundle and move the ``champion`` alias to the new version."""
+    """Write the deployable bundle, deploy it (local server: load, smoke-test), then move ``champion``."""
+    from tabpipe.deploy import parse_target
     from tabpipe.guard import stage_guard
     from tabpipe.tasks import load, run_deploy
 
@@ -33,5 +37,8 @@ def deploy(
             bundle.path,
             onnx_model.path,
             onnx_model.metadata.get("onnx_sha256"),
+            target=parse_target(deploy_target),
+            serving_url=serving_url,
+            test=test.path,
         )
     bundle.metadata.update(meta)

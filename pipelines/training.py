@@ -47,7 +47,13 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
         name=PIPELINE_NAME,
         description="Tabular ML: validated data, tracked search, gated registration and deployment.",
     )
-    def training_pipeline(config_json: str, mlflow_tracking_uri: str, code_version: str) -> None:
+    def training_pipeline(
+        config_json: str,
+        mlflow_tracking_uri: str,
+        code_version: str,
+        deploy_target: str = "registry",
+        serving_url: str = "http://127.0.0.1:8080",
+    ) -> None:
         common = {
             "config_json": config_json,
             "mlflow_tracking_uri": mlflow_tracking_uri,
@@ -95,7 +101,10 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                         **stage,
                         model=trained.outputs["model"],
                         onnx_model=trained.outputs["onnx_model"],
+                        test=checked.outputs["clean_test"],
                         version=registered.output,
+                        deploy_target=deploy_target,
+                        serving_url=serving_url,
                     )
                 ).set_display_name("deploy")
 

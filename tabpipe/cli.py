@@ -26,8 +26,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     server = ensure_server(args.tracking_uri, args.state_dir / "mlflow")
     if server.started:
-        print(f"started MLflow server at {server.tracking_uri} (pid {server.pid}, log {server.log_path})")
-    summary = run_pipeline(config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache)
+        print(f"started MLflow server at {server.url} (pid {server.pid}, log {server.log_path})")
+    serving_url = None
+    if not args.no_serve:
+        from tabpipe.serving.launcher import ensure_serving
+
+        serving = ensure_serving(
+            args.serving_url, config.registry.model_name, args.tracking_uri, args.state_dir / "serving"
+        )
+        if serving.started:
+            print(f"started serving endpoint at {serving.url} (pid {serving.pid}, log {serving.log_path})")
+        serving_url = args.serving_url
+    summary = run_pipeline(
+        config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache, serving_url=serving_url
+    )
     print(format_summary(summary))
     return 0 if summary.succeeded else EXIT_FAILED
 
@@ -159,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local outputs and MLflow state"
     )
     run.add_argument("--no-cache", action="store_true", help="re-run every step")
+    run.add_argument(
+        "--serving-url",
+        default="http://127.0.0.1:8080",
+        help="OIP endpoint to deploy to (started if none answers): load, smoke-test, then promote",
+    )
+    run.add_argument("--no-serve", action="store_true", help="deploy to the registry only (no live endpoint)")
     run.set_defaults(func=_cmd_run)
 
     infer = sub.add_parser("infer-schema", help="draft a data contract from a data file")

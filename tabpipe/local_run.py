@@ -96,6 +96,8 @@ class RunSummary:
     registered_version: str | None = None
     champion_version: str | None = None
     mlflow_run_url: str | None = None
+    serving_url: str | None = None
+    served_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,13 +123,17 @@ def run_pipeline(
     *,
     enable_caching: bool = True,
     quiet: bool = False,
+    serving_url: str | None = None,
 ) -> RunSummary:
     """Run the whole pipeline locally and return its summary.
 
     Expected failures do not raise: the summary carries the failed stage and
-    the reason recorded in MLflow.
+    the reason recorded in MLflow. With ``serving_url``, deploy loads a blessed
+    model into that OIP server and smoke-tests it before moving ``champion``.
     """
     from kfp import local
+
+    from tabpipe.deploy import DeployTarget
 
     state_dir.mkdir(parents=True, exist_ok=True)
     pipeline_root = state_dir / "pipeline_root"
@@ -153,8 +159,13 @@ def run_pipeline(
     root_logger.setLevel(logging.INFO)
     failure: str | None = None
     try:
+        target = DeployTarget.LOCAL_SERVER if serving_url else DeployTarget.REGISTRY
+        deploy_args = {"deploy_target": target.value, **({"serving_url": serving_url} if serving_url else {})}
         pipeline(
-            config_json=config.to_parameter(), mlflow_tracking_uri=tracking_uri, code_version=code_version()
+            config_json=config.to_parameter(),
+            mlflow_tracking_uri=tracking_uri,
+            code_version=code_version(),
+            **deploy_args,
         )
     except RuntimeError as exc:  # kfp.local raises RuntimeError when a task fails
         failure = str(exc)
@@ -172,7 +183,21 @@ def run_pipeline(
         tracking_uri=tracking_uri,
     )
     _fill_from_mlflow(summary, config, tracking_uri, started_wall, failure)
+    if serving_url:
+        summary.serving_url = serving_url
+        summary.served_version = _served_version(serving_url, config.registry.model_name)
     return summary
+
+
+def _served_version(serving_url: str, model_name: str) -> str | None:
+    """The version of ``model_name`` the endpoint serves now, if any."""
+    import requests
+
+    try:
+        answer = requests.get(f"{serving_url}/v2/models/{model_name}", timeout=5)
+    except requests.RequestException:
+        return None
+    return str(answer.json()["versions"][0]) if answer.status_code == 200 else None
 
 
 def _fill_from_mlflow(
@@ -248,4 +273,9 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"registered version (this model): {summary.registered_version or '-'}")
         lines.append(f"champion version: {summary.champion_version or '-'}")
     lines.append(f"MLflow: {summary.mlflow_run_url or summary.tracking_uri}")
+    if summary.serving_url:
+        if summary.served_version:
+            lines.append(f"serving: version {summary.served_version} at {summary.serving_url} (OIP V2 REST)")
+        else:
+            lines.append(f"serving: nothing served at {summary.serving_url} yet")
     return "\n".join(lines)

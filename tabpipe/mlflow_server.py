@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,9 +35,9 @@ def is_healthy(tracking_uri: str, timeout: float = 2.0) -> bool:
 
 @dataclass(frozen=True)
 class ServerHandle:
-    """A tracking server this process started (or found running)."""
+    """A server process this process started (or found running)."""
 
-    tracking_uri: str
+    url: str
     started: bool
     pid: int | None
     log_path: Path | None
@@ -71,6 +72,25 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
     ]
     # MLflow 3 starts a pool of background job workers by default (about 2 GB); nothing here uses them.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return start_detached(
+        "MLflow server", command, tracking_uri, lambda: is_healthy(tracking_uri), log_path, env
+    )
+
+
+def start_detached(
+    what: str,
+    command: list[str],
+    url: str,
+    is_up: Callable[[], bool],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+) -> ServerHandle:
+    """Start a server process in its own session (it outlives this one) and wait until ``is_up``.
+
+    Raises:
+        ServiceError: the process exited or did not come up in time; the message points at its log.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
             command,
@@ -82,15 +102,13 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
         )
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if is_healthy(tracking_uri):
-            return ServerHandle(tracking_uri, True, process.pid, log_path)
+        if is_up():
+            return ServerHandle(url, True, process.pid, log_path)
         if process.poll() is not None:
-            raise ServiceError(f"MLflow server exited with code {process.returncode}; see {log_path}")
-        time.sleep(0.5)
+            raise ServiceError(f"{what} exited with code {process.returncode}; see {log_path}")
+        time.sleep(0.3)
     process.terminate()
-    raise ServiceError(
-        f"MLflow server did not become healthy in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}"
-    )
+    raise ServiceError(f"{what} did not come up in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}")
 
 
 def ensure_server(tracking_uri: str, state_dir: Path) -> ServerHandle:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from tabpipe.artifacts import BUNDLE_METADATA_FILENAME, Meta
 from tabpipe.config import PipelineConfig, parse_config
+from tabpipe.deploy import DeployTarget
+from tabpipe.errors import TabpipeError
 from tabpipe.io import write_atomic
 from tabpipe.modelio import MODEL_FILENAME, load_model, save_model
 from tabpipe.tracking import RunContext
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PathLike = str | Path
+#: Test-split rows sent to a newly loaded version before it becomes the champion.
+SMOKE_TEST_ROWS = 20
 
 
 def _write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
@@ -341,12 +345,18 @@ def run_deploy(
     bundle_dir: PathLike,
     onnx_model: PathLike | None = None,
     onnx_sha256: str | None = None,
+    target: DeployTarget = DeployTarget.REGISTRY,
+    serving_url: str | None = None,
+    test: PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write the deployable bundle, then move ``champion`` to the new version.
+    """Write the deployable bundle, deploy it to the target, then move ``champion``.
 
     Evaluate has already loaded and scored these exact bytes; the copy is
     checked against the same sha256 before the alias moves, so a corrupted
     bundle never becomes the champion (and deploy needs no scikit-learn).
+    With the ``local-server`` target the new version is first loaded into the
+    server at ``serving_url`` and smoke-tested on test-split rows; a failure
+    restores the server and leaves the alias where it was.
     """
     import shutil
 
@@ -370,5 +380,21 @@ def run_deploy(
             raise ArtifactIntegrityError(f"deploy: {onnx_model} does not match its recorded sha256")
         spec = spec.model_copy(update={"onnx_sha256": onnx_sha256})
     write_atomic(bundle / BUNDLE_METADATA_FILENAME, spec.model_dump_json(indent=2).encode())
+    served: dict[str, Any] = {}
+    if target is DeployTarget.LOCAL_SERVER:
+        from tabpipe.deploy import deploy_to_server
+        from tabpipe.stages.transform import split_xy
+
+        if serving_url is None or test is None:
+            raise TabpipeError("deploy: the local-server target needs serving_url and the test split")
+        rows, _ = split_xy(_read_parquet(test).head(SMOKE_TEST_ROWS), config)
+        before = deploy_to_server(serving_url, spec, version, rows)
+        served = {"serving_url": serving_url, "previously_served": before.version if before else ""}
     previous = promote(tracking_uri, config.registry.model_name, version)
-    return {Meta.MODEL_VERSION: version, Meta.SHA256: model_sha256, "previous_champion": previous or ""}
+    return {
+        Meta.MODEL_VERSION: version,
+        Meta.SHA256: model_sha256,
+        "previous_champion": previous or "",
+        "deploy_target": target.value,
+        **served,
+    }

@@ -25,6 +25,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("mlflow")
     handle = start_server(f"http://127.0.0.1:{_free_port()}", state)
     try:
-        yield handle.tracking_uri
+        yield handle.url
     finally:
         stop_server(handle)

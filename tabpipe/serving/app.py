@@ -197,6 +197,15 @@ class ServingState:
             log.info("serving %s version %s from %s", active.name, active.version, uri)
             return active
 
+    def unload(self) -> None:
+        """Stop serving the current model (readiness turns false); used to roll back a first deploy."""
+        with self._load_lock:
+            old = self.active
+            self.active = None
+            self.state, self.reason = "UNAVAILABLE", "unloaded"
+            if old is not None:
+                self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
+
     def load_initial(self) -> None:
         """Load the startup model; failures are logged and leave the server not ready."""
         uri = self.config.model_uri
@@ -340,7 +349,14 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
         entries = []
         if active is not None:
             entries.append(
-                {"name": active.name, "version": active.version, "state": state.state, "reason": state.reason}
+                {
+                    "name": active.name,
+                    "version": active.version,
+                    "state": state.state,
+                    "reason": state.reason,
+                    # Where it was loaded from, so a deployer can roll back to it.
+                    "source": active.loaded.source,
+                }
             )
         elif config.model_uri:
             entries.append(
@@ -365,6 +381,14 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             # OIP repository extension: a failed load answers 400 with the reason.
             raise RequestError(400, f"loading {name!r} from {uri} failed: {exc}") from None
         return _json({"name": active.name, "version": active.version}), active.name, active.version
+
+    async def repository_unload(request: Request) -> tuple[Response, str, str]:
+        name = request.path_params["name"]
+        active = state.active
+        if active is None or active.name != name:
+            raise RequestError(404, f"model {name!r} is not loaded")
+        await run_in_threadpool(state.unload)
+        return _json({"name": name, "unloaded": True}), name, active.version
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -400,6 +424,11 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
         Route(
             "/v2/repository/models/{name}/load",
             instrumented("repository_load", repository_load),
+            methods=["POST"],
+        ),
+        Route(
+            "/v2/repository/models/{name}/unload",
+            instrumented("repository_unload", repository_unload),
             methods=["POST"],
         ),
         Route("/metrics", prometheus, methods=["GET"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -298,3 +299,79 @@ def test_other_tasks_run_end_to_end(
         assert "listing_id" not in [i["name"] for i in bundle["inputs"]]
         clean = pd.read_parquet(run_dir / "validate" / "clean_train")
         assert "listing_id" not in clean.columns
+
+
+# ---- deploy to a live Open Inference Protocol endpoint: load, smoke-test, promote; or roll back ----
+
+
+def _start_server(uri: str, model_name: str, tmp_path: Path, *extra: str):
+    import socket
+    import sys
+
+    from tabpipe.mlflow_server import start_detached
+    from tabpipe.serving.launcher import is_live
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "tabpipe.serving", "--model", f"models:/{model_name}@champion",
+               "--tracking-uri", uri, "--port", str(port), *extra]  # fmt: skip
+    return start_detached(
+        "serving endpoint", command, url, lambda: is_live(url), tmp_path / f"serve-{port}.log"
+    )
+
+
+def _served(url: str, model_name: str) -> list[str]:
+    import requests
+
+    answer = requests.get(f"{url}/v2/models/{model_name}", timeout=5)
+    return answer.json()["versions"] if answer.status_code == 200 else []
+
+
+def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(mlflow_server: str, tmp_path: Path) -> None:
+    import requests
+
+    from tabpipe.mlflow_server import stop_server
+
+    name = "deploy-e2e"
+    base = load_config(SMALL_CONFIG)
+    config = _with(
+        base,
+        name=name,
+        registry={"model_name": name},
+        search=base.search.model_copy(update={"n_iter": 1}),
+        evaluation=base.evaluation.model_copy(update={"champion_tolerance": 0.05}),
+    )
+    server = _start_server(mlflow_server, name, tmp_path)
+    strict = None
+    try:
+        # First deploy: the server starts with no champion (not ready), then serves version 1.
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+        first = run_pipeline(config, mlflow_server, tmp_path / "one", quiet=True, serving_url=server.url)
+        assert first.succeeded, first.failure_reason
+        assert first.served_version == "1"
+        assert _served(server.url, name) == ["1"]
+        assert _client(mlflow_server).get_registered_model(name).aliases["champion"] == "1"
+
+        # A server that answers 413 to the 20-row smoke test: the new version must not go live.
+        strict = _start_server(mlflow_server, name, tmp_path, "--max-rows", "1")
+        for _ in range(50):
+            if _served(strict.url, name) == ["1"]:
+                break
+            time.sleep(0.2)
+        assert _served(strict.url, name) == ["1"]
+        changed = _with(config, split=config.split.model_copy(update={"seed": 8}))
+        second = run_pipeline(changed, mlflow_server, tmp_path / "two", quiet=True, serving_url=strict.url)
+        assert not second.succeeded
+        assert second.failure_stage == "deploy"
+        assert "smoke test" in second.failure_reason and "413" in second.failure_reason
+        assert "version 1 again" in second.failure_reason
+        aliases = _client(mlflow_server).get_registered_model(name).aliases
+        assert aliases["champion"] == "1"  # champion unchanged
+        assert aliases["challenger"] == "2"  # registered, never promoted
+        assert _served(strict.url, name) == ["1"]  # the server was rolled back
+    finally:
+        stop_server(server)
+        if strict is not None:
+            stop_server(strict)

@@ -1,0 +1,178 @@
+"""Deploying a registered version to a running Open Inference Protocol server.
+
+The order is what makes it safe: load the new version into the server, smoke-test it
+with held-out rows, and only then move the ``champion`` alias. If any step fails, the
+server goes back to what it served before (or unloads, on a first deploy) and the
+alias stays where it was.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tabpipe.errors import ServiceError, TabpipeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tabpipe.serving_spec import ServingSpec
+
+LOAD_TIMEOUT_SECONDS = 300.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+class DeployTarget(enum.StrEnum):
+    """Where the deploy stage puts a blessed model."""
+
+    #: Bundle plus the ``champion`` alias; a server picks it up by alias (the cluster path).
+    REGISTRY = "registry"
+    #: Also load it into the OIP server at ``serving_url``, smoke-test it, then move the alias.
+    LOCAL_SERVER = "local-server"
+
+
+class DeployError(TabpipeError):
+    """The new version failed to load or to answer; the previous state was restored."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a server is serving: name, version and where it was loaded from."""
+
+    name: str
+    version: str
+    source: str
+
+
+def parse_target(value: str) -> DeployTarget:
+    """Validate the pipeline's ``deploy_target`` parameter.
+
+    Raises:
+        TabpipeError: naming the parameter and the allowed values.
+    """
+    try:
+        return DeployTarget(value)
+    except ValueError:
+        allowed = [t.value for t in DeployTarget]
+        raise TabpipeError(f"deploy_target: {value!r} is not one of {allowed}") from None
+
+
+def _request(method: str, url: str, **kwargs: Any) -> Any:
+    import requests
+
+    try:
+        return requests.request(method, url, timeout=kwargs.pop("timeout", REQUEST_TIMEOUT_SECONDS), **kwargs)
+    except requests.RequestException as exc:
+        raise ServiceError(f"serving endpoint {url}: {exc}") from None
+
+
+def served_model(serving_url: str) -> ServedModel | None:
+    """The model the server serves now, or None when it serves nothing."""
+    response = _request("GET", f"{serving_url}/v2/repository/index")
+    if response.status_code != 200:
+        raise ServiceError(f"{serving_url}/v2/repository/index answered HTTP {response.status_code}")
+    for entry in response.json():
+        if entry.get("state") == "READY" and entry.get("version"):
+            return ServedModel(entry["name"], str(entry["version"]), entry.get("source", ""))
+    return None
+
+
+def load(serving_url: str, name: str, uri: str) -> str:
+    """Ask the server to load ``uri`` as model ``name``; return the version it now serves."""
+    response = _request(
+        "POST",
+        f"{serving_url}/v2/repository/models/{name}/load",
+        json={"parameters": {"uri": uri}},
+        timeout=LOAD_TIMEOUT_SECONDS,
+    )
+    if response.status_code != 200:
+        raise DeployError(
+            f"the server refused to load {uri}: HTTP {response.status_code} {response.text[:300]}"
+        )
+    return str(response.json()["version"])
+
+
+def infer_request(rows: pd.DataFrame, spec: ServingSpec) -> dict[str, Any]:
+    """An OIP request (``content_type: pd``, one input per column) for ``rows``."""
+    from tabpipe.contract import ColumnType
+
+    inputs = []
+    for column in spec.inputs:
+        values = rows[column.name].tolist()
+        text = column.rules.dtype in (ColumnType.STRING, ColumnType.DATETIME)
+        data = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
+        if not text:
+            data = [None if v is None else float(v) for v in data]
+        inputs.append(
+            {"name": column.name, "datatype": "BYTES" if text else "FP64", "shape": [len(rows)], "data": data}
+        )
+    return {"id": "tabpipe-deploy-smoke-test", "parameters": {"content_type": "pd"}, "inputs": inputs}
+
+
+def smoke_test(serving_url: str, spec: ServingSpec, version: str, rows: pd.DataFrame) -> None:
+    """Send held-out rows to the new version and check every answer.
+
+    Raises:
+        DeployError: a non-200 answer, another version answering, a wrong row count, or
+            a class the model does not know.
+    """
+    url = f"{serving_url}/v2/models/{spec.model_name}/versions/{version}/infer"
+    response = _request("POST", url, json=infer_request(rows, spec))
+    if response.status_code != 200:
+        raise DeployError(f"smoke test: {url} answered HTTP {response.status_code}: {response.text[:300]}")
+    answer = response.json()
+    if str(answer.get("model_version")) != version:
+        raise DeployError(
+            f"smoke test: version {answer.get('model_version')!r} answered, expected {version!r}"
+        )
+    outputs = {o["name"]: o for o in answer.get("outputs", [])}
+    predictions = outputs.get("predict", {}).get("data", [])
+    if len(predictions) != len(rows):
+        raise DeployError(f"smoke test: {len(predictions)} prediction(s) for {len(rows)} row(s)")
+    if spec.classes and not set(predictions) <= set(spec.classes):
+        raise DeployError(
+            f"smoke test: predictions {sorted(set(predictions) - set(spec.classes))} are not classes"
+        )
+
+
+def _restore(serving_url: str, name: str, previous: ServedModel | None) -> str:
+    """Put the server back as it was; returns what happened, for the error message."""
+    try:
+        if previous is None:
+            _request("POST", f"{serving_url}/v2/repository/models/{name}/unload")
+            return "the server was unloaded (it served nothing before)"
+        load(serving_url, previous.name, previous.source)
+        return f"the server serves {previous.name} version {previous.version} again"
+    except TabpipeError as exc:
+        return f"ROLLBACK FAILED: {exc}"
+
+
+def deploy_to_server(
+    serving_url: str, spec: ServingSpec, version: str, rows: pd.DataFrame
+) -> ServedModel | None:
+    """Load ``models:/<name>/<version>`` into the server and smoke-test it.
+
+    The caller moves the alias only after this returns.
+
+    Returns:
+        What the server served before, if anything.
+
+    Raises:
+        DeployError: the load or the smoke test failed; the server was restored first.
+        ServiceError: the server is unreachable before anything changed.
+    """
+    previous = served_model(serving_url)
+    uri = f"models:/{spec.model_name}/{version}"
+    try:
+        loaded = load(serving_url, spec.model_name, uri)
+        if loaded != version:
+            raise DeployError(f"the server loaded version {loaded}, expected {version}")
+        smoke_test(serving_url, spec, version, rows)
+    except TabpipeError as exc:
+        restored = _restore(serving_url, spec.model_name, previous)
+        raise DeployError(
+            f"deploying {uri} to {serving_url} failed: {exc}; {restored}; champion unchanged"
+        ) from None
+    return previous
