@@ -147,6 +147,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0 if answer.status_code == 200 else EXIT_FAILED
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from tabpipe.serving.batch import score_file
+
+    summary = score_file(
+        args.model, args.input, args.output, tracking_uri=args.tracking_uri, chunk_rows=args.chunk_rows
+    )
+    print(
+        f"scored {summary.rows} row(s) in {summary.chunks} chunk(s) with {summary.model_name} "
+        f"version {summary.version or '-'} ({summary.predictor}) -> {summary.output}"
+    )
+    return 0
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.training import compile_pipeline
 
@@ -223,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
     predict.add_argument("--rows", type=int, default=1, help="how many rows to send")
     predict.set_defaults(func=_cmd_predict)
+
+    score = sub.add_parser("score", help="batch-score a CSV/Parquet file into a predictions file, in chunks")
+    score.add_argument("--model", required=True, help="deploy bundle directory, or models:/<name>@<alias>")
+    score.add_argument(
+        "--input", type=Path, required=True, help="CSV or Parquet file with the model's inputs"
+    )
+    score.add_argument("--output", type=Path, required=True, help="predictions file (.csv or .parquet)")
+    score.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow, for models:/ URIs")
+    score.add_argument("--chunk-rows", type=int, default=10_000, help="rows per chunk")
+    score.set_defaults(func=_cmd_score)
 
     comp = sub.add_parser("compile", help="compile the pipeline to YAML")
     comp.add_argument("--out", type=Path, help="output path (default: pipelines/training_pipeline.yaml)")
