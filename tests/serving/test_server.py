@@ -38,7 +38,15 @@ def test_health_and_metadata(phishing_server: Server, bundles: dict[str, Bundle]
         assert client.get(f"/v2/models/{PHISHING}/versions/9/ready").status_code == 404
         assert client.get("/v2/models/nope").status_code == 404
         index = client.get("/v2/repository/index").json()
-        assert index == [{"name": PHISHING, "version": "1", "state": "READY", "reason": ""}]
+        assert index == [
+            {
+                "name": PHISHING,
+                "version": "1",
+                "state": "READY",
+                "reason": "",
+                "source": str(bundles["phishing-v1"].path),
+            }
+        ]
 
 
 def test_infer_matches_in_process_model(phishing_server: Server, bundles: dict[str, Bundle]) -> None:
