@@ -61,7 +61,8 @@ test-serving: $(STAMP)  ## serving tests: validation, real server over HTTP, tri
 	$(BIN)/python -m pytest tests/serving tests/serving_onnx $(PYTEST_ARGS)
 
 bench-serving: $(STAMP)  ## benchmark: serving latency/throughput/batch vs in-process, MLServer 1.7.1, KServe 0.21
-	@command -v wrk >/dev/null || apt-get install -y wrk || echo "wrk not installed: using the Python load client"
+	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk) \
+		|| echo "wrk not installed: using the Python load client"
 	bash bench/serving_peers/setup_venvs.sh $(PYTHON) $(BENCH_VENVS)
 	$(BIN)/python bench/bench_serving.py --venvs $(BENCH_VENVS)
 
