@@ -10,7 +10,7 @@ KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-e2e lint format compile check-compiled bench-pipeline \
-        bench-serving serve predict test-serving mlflow-up mlflow-down pipeline-run clean
+        bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -71,6 +71,9 @@ mlflow-up: $(STAMP)  ## start the local MLflow server (make run does this when n
 
 mlflow-down:  ## stop the local MLflow server started by make run
 	-pkill -f "mlflow server --host 127.0.0.1" || true
+
+serve-down:  ## stop the local serving endpoint started by make run
+	-pkill -f "python -m tabpipe.serving" || pkill -f "tabpipe.serving --model" || true
 
 pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
 	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)
