@@ -73,7 +73,7 @@ mlflow-down:  ## stop the local MLflow server started by make run
 	-pkill -f "mlflow server --host 127.0.0.1" || true
 
 serve-down:  ## stop the local serving endpoint started by make run
-	-pkill -f "python -m tabpipe.serving" || pkill -f "tabpipe.serving --model" || true
+	-pkill -f "[-]m tabpipe.serving|tabpipe serve --model" || true
 
 pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
 	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)
