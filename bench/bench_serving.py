@@ -114,7 +114,7 @@ def build_fixture(config_path: Path, workdir: Path, batch_rows: int) -> Fixture:
 
     from tabpipe.artifacts import BUNDLE_METADATA_FILENAME
     from tabpipe.config import load_config
-    from tabpipe.io import write_atomic
+    from tabpipe.io import sha256_bytes, write_atomic
     from tabpipe.modelio import MODEL_FILENAME, save_model
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.ingest import ingest
@@ -150,6 +150,9 @@ def build_fixture(config_path: Path, workdir: Path, batch_rows: int) -> Fixture:
         onnx_bundle = workdir / "bundle-onnx"
         shutil.copytree(bundle, onnx_bundle)
         (onnx_bundle / "model.onnx").write_bytes(onnx_bytes)
+        # The server serves ONNX only when the spec records the export's checksum (as deploy writes it).
+        onnx_spec = spec.model_copy(update={"onnx_sha256": sha256_bytes(onnx_bytes)})
+        write_atomic(onnx_bundle / BUNDLE_METADATA_FILENAME, onnx_spec.model_dump_json(indent=2).encode())
 
     x_test, _ = split_xy(splits.test, config)
     row = x_test.iloc[[0]].reset_index(drop=True)
@@ -821,6 +824,7 @@ def main() -> int:
     parser.add_argument("--start-timeout", type=float, default=60.0)
     parser.add_argument("--peers", default=",".join(HTTP_PEERS), help="comma-separated HTTP peers")
     args = parser.parse_args()
+    args.venvs = args.venvs.resolve()  # servers start from other working directories
     wanted = [p for p in args.peers.split(",") if p]
 
     def on_signal(signum: int, _frame: object) -> None:
