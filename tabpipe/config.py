@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tabpipe.contract import DataContract, format_validation_error, parse_contract, read_yaml
+from tabpipe.contract import DataContract, parse_contract, read_yaml, validate_document
 from tabpipe.errors import ConfigError
 
 
@@ -337,12 +337,7 @@ class PipelineConfig(_Strict):
 
 def parse_config(data: Any, source: str = "pipeline config") -> PipelineConfig:
     """Validate an already-resolved config mapping (as the components receive it)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid {source}: expected a mapping at the top level")
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+    return validate_document(PipelineConfig, data, source)
 
 
 def _resolve_path(value: str, base: Path) -> str:

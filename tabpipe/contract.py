@@ -11,12 +11,14 @@ import enum
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tabpipe.errors import ConfigError
+
+DocumentT = TypeVar("DocumentT", bound=BaseModel)
 
 
 class ColumnType(enum.StrEnum):
@@ -116,18 +118,27 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return f"invalid {source}:\n" + "\n".join(lines)
 
 
+def validate_document(model: type[DocumentT], data: Any, source: str) -> DocumentT:
+    """Validate a parsed YAML/JSON document as ``model``.
+
+    Raises:
+        ConfigError: the document is not a mapping, or naming every bad field.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {source}: expected a mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
 def parse_contract(data: Any, source: str = "data contract") -> DataContract:
     """Validate a parsed YAML document as a contract.
 
     Raises:
         ConfigError: naming every bad field.
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid {source}: expected a mapping at the top level")
-    try:
-        return DataContract.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+    return validate_document(DataContract, data, source)
 
 
 def read_yaml(path: Path, what: str) -> Any:
