@@ -114,12 +114,13 @@ def build_fixture(config_path: Path, workdir: Path, batch_rows: int) -> Fixture:
 
     from tabpipe.artifacts import BUNDLE_METADATA_FILENAME
     from tabpipe.config import load_config
+    from tabpipe.features import split_xy
     from tabpipe.io import sha256_bytes, write_atomic
     from tabpipe.modelio import MODEL_FILENAME, save_model
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.ingest import ingest
     from tabpipe.stages.train import train
-    from tabpipe.stages.transform import fit_preprocessor, split_xy
+    from tabpipe.stages.transform import fit_preprocessor
 
     config = load_config(config_path)
     if not config.task.is_classification:

@@ -16,7 +16,7 @@ MODEL_FILENAME = "model.skops"
 
 # Modules whose classes a bundle may contain. Anything else in a file is refused, and so is
 # any name that is not a class (a function such as numpy.load could be called on load).
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "tabpipe.stages.transform.")
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "tabpipe.features.")
 
 
 def save_model(model: object, path: str | Path) -> str:

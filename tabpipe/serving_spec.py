@@ -47,7 +47,7 @@ class ServingSpec(BaseModel):
 
 def build_serving_spec(config: PipelineConfig, classes: list[Any], sha256: str) -> ServingSpec:
     """The serving interface of a model trained with ``config``."""
-    from tabpipe.stages.transform import feature_columns
+    from tabpipe.features import feature_columns
 
     columns = config.contract.columns
     return ServingSpec(

@@ -149,11 +149,11 @@ def run_train(
     When the model cannot be exported, ``onnx_model`` is left empty and the
     reason is recorded in the serving spec and the metadata.
     """
+    from tabpipe.features import split_xy
     from tabpipe.io import sha256_bytes
     from tabpipe.serving.onnx_export import convert_bundle
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.train import train as search
-    from tabpipe.stages.transform import split_xy
     from tabpipe.tracking import log_training
 
     train_frame = _read_parquet(train)
@@ -214,8 +214,8 @@ def _champion_metrics(
 
     from tabpipe import tracking
     from tabpipe.errors import ArtifactIntegrityError
+    from tabpipe.features import split_xy
     from tabpipe.stages.evaluate import compute_metrics, predict
-    from tabpipe.stages.transform import split_xy
 
     mlflow_client = tracking.client(tracking_uri)
     current = tracking.champion(mlflow_client, config.registry.model_name)
@@ -281,8 +281,8 @@ def run_evaluate(
     onnx_sha256: str | None,
 ) -> EvaluationOutput:
     """Test metrics, slices, plots and the blessing gate (thresholds, champion, ONNX parity)."""
+    from tabpipe.features import split_xy
     from tabpipe.stages import evaluate as ev
-    from tabpipe.stages.transform import split_xy
     from tabpipe.tracking import log_evaluation
 
     fitted = load_model(model, model_sha256)
@@ -383,7 +383,7 @@ def run_deploy(
     served: dict[str, Any] = {}
     if target is DeployTarget.LOCAL_SERVER:
         from tabpipe.deploy import deploy_to_server
-        from tabpipe.stages.transform import split_xy
+        from tabpipe.features import split_xy
 
         if serving_url is None or test is None:
             raise TabpipeError("deploy: the local-server target needs serving_url and the test split")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tabpipe.features import MISSING_CATEGORY, EngineeredFeatures, ToObject
 from tabpipe.serving.onnx_predictor import (
     META_CLASSES,
     META_INPUTS,
@@ -43,7 +44,6 @@ from tabpipe.serving.onnx_predictor import (
     PROBA_OUTPUT,
     REGRESSION_OUTPUT,
 )
-from tabpipe.stages.transform import MISSING_CATEGORY, EngineeredFeatures, ToObject
 
 if TYPE_CHECKING:
     import pandas as pd

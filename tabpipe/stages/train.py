@@ -18,7 +18,7 @@ import pandas as pd
 
 from tabpipe.config import CandidateModel, Estimator, Metric, ParamRange, PipelineConfig, TaskType
 from tabpipe.errors import TabpipeError
-from tabpipe.stages.transform import build_preprocessor, split_xy
+from tabpipe.features import build_preprocessor, split_xy
 
 
 @dataclass(frozen=True)

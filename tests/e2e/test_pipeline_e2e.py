@@ -114,7 +114,7 @@ def test_training_run_tracks_every_trial_and_the_evaluation(happy_run, mlflow_se
     # The best model is an MLflow model whose signature names the raw feature columns.
     import mlflow
 
-    from tabpipe.stages.transform import feature_columns
+    from tabpipe.features import feature_columns
 
     mlflow.set_tracking_uri(mlflow_server)
     logged = client.search_logged_models([experiment.experiment_id])
@@ -131,7 +131,7 @@ def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
     bundle = json.loads((run_dir / "deploy" / "bundle" / "bundle.json").read_text())
     assert bundle["version"] == "1"
     # The bundle carries the serving interface: the raw inputs with their contract rules, and the classes.
-    from tabpipe.stages.transform import feature_columns
+    from tabpipe.features import feature_columns
 
     assert [i["name"] for i in bundle["inputs"]] == feature_columns(config).raw
     assert bundle["inputs"][0]["rules"]["dtype"] == "integer"

@@ -33,9 +33,10 @@ class Bundle:
 def fit_model(config_path: Path, keep: int) -> tuple[Any, Any, pd.DataFrame]:
     """Fit one cheap candidate of ``config_path``; return config, model and test rows."""
     from tabpipe.config import load_config
+    from tabpipe.features import split_xy
     from tabpipe.stages.ingest import ingest
     from tabpipe.stages.train import train
-    from tabpipe.stages.transform import fit_preprocessor, split_xy
+    from tabpipe.stages.transform import fit_preprocessor
 
     config = load_config(config_path)
     config = config.model_copy(

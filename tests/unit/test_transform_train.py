@@ -21,15 +21,9 @@ from tabpipe.config import (
     parse_config,
 )
 from tabpipe.errors import ConfigError
+from tabpipe.features import EngineeredFeatures, build_preprocessor, feature_columns, split_xy
 from tabpipe.stages.train import param_distributions, scorer_for, train
-from tabpipe.stages.transform import (
-    EngineeredFeatures,
-    build_preprocessor,
-    describe_features,
-    feature_columns,
-    fit_preprocessor,
-    split_xy,
-)
+from tabpipe.stages.transform import describe_features, fit_preprocessor
 
 # --------------------------------------------------------------------------- helpers
 
