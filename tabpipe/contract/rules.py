@@ -1,0 +1,378 @@
+"""The contract's row rules, defined once.
+
+Every path that checks rows against a contract evaluates this one table:
+validation and batch scoring (a pandas column, via :mod:`tabpipe.contract.frame`)
+and serving (decoded request tensors). Each path first turns a column into its
+*canonical values* (:class:`ValueKind`): float64 with NaN for missing numbers,
+an object array with ``None`` for missing text or dates. From there on the
+verdicts and the messages come from here only, so a rule added to
+:data:`ROW_RULES` is enforced everywhere, and no path can word it differently.
+
+Two evaluations of the same table:
+
+* :func:`check_values`, vectorised (numpy), finds every violation and builds the
+  messages;
+* :class:`FastColumn`, compiled per column from the same rules' scalar
+  predicates, only *accepts* a few values in plain Python (cheaper than numpy's
+  per-call cost for a one-row request). When it does not accept, the caller runs
+  :func:`check_values` to name the problem, so both always agree on messages.
+
+Rules are applied in table order. *Shape* rules (finite, integer, boolean, date)
+come first; *value* rules (allowed, min, max) then look only at values whose
+shape passed, so ``1.5`` in an integer column is reported once, as non-integer.
+Rules that need the whole table (``unique``) are not row rules: they live in
+:mod:`tabpipe.contract.frame`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tabpipe.contract.schema import ColumnContract, ColumnType
+
+#: At most this many distinct offending values are quoted in a message.
+MAX_EXAMPLES = 5
+#: An allowed set longer than this is shortened in messages.
+MAX_LISTED = 20
+
+
+class ValueKind(enum.StrEnum):
+    """How a column's values are represented once decoded."""
+
+    NUMBER = "number"  # float64, NaN for missing (integers, floats, booleans as 0/1)
+    TEXT = "text"  # object array of str, None for missing
+    DATE = "date"  # object array of str or Timestamp, None for missing
+
+
+def value_kind(dtype: ColumnType) -> ValueKind:
+    """The canonical representation of a contract dtype."""
+    if dtype in (ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN):
+        return ValueKind.NUMBER
+    if dtype is ColumnType.DATETIME:
+        return ValueKind.DATE
+    return ValueKind.TEXT
+
+
+class RuleScope(enum.StrEnum):
+    """Whether a rule can be decided on any subset of rows, or needs the whole table."""
+
+    ROW = "row"
+    DATASET = "dataset"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule on one column (or on the table when ``column`` is None)."""
+
+    column: str | None
+    rule: str
+    scope: RuleScope
+    count: int
+    message: str
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def plain(value: Any) -> Any:
+    """The plain Python value of a numpy or pandas scalar (Timestamps as ISO text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()
+    return value
+
+
+def fmt(value: Any) -> str:
+    """One value for a message: strings quoted, whole floats without '.0'."""
+    value = plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def examples(values: Sequence[Any] | np.ndarray) -> str:
+    """Up to :data:`MAX_EXAMPLES` distinct values, sorted when they are comparable."""
+    distinct = list(dict.fromkeys(plain(v) if isinstance(v, Hashable) else repr(v) for v in values))
+    try:
+        distinct.sort()
+    except TypeError:  # mixed types: keep the order of first appearance
+        pass
+    return ", ".join(fmt(v) for v in distinct[:MAX_EXAMPLES])
+
+
+def fmt_list(values: Sequence[Any]) -> str:
+    """A listed set of values, shortened past :data:`MAX_LISTED`."""
+    shown = [fmt(v) for v in values[:MAX_LISTED]]
+    more = f", ... ({len(values) - MAX_LISTED} more)" if len(values) > MAX_LISTED else ""
+    return "[" + ", ".join(shown) + more + "]"
+
+
+# --------------------------------------------------------------------------- value helpers
+
+
+def missing_mask(values: np.ndarray) -> np.ndarray:
+    """Element-wise: the value is missing (NaN for numbers; None, NaN or NaT in object arrays)."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
+
+
+def _parse_date(value: Any) -> Any:
+    """A Timestamp, or None when ``value`` does not parse as a date."""
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if parsed is pd.NaT else parsed
+
+
+def parse_dates(values: np.ndarray) -> np.ndarray:
+    """Parse values as dates; None where one does not parse.
+
+    The fast path lets pandas infer one format for the whole column; values in
+    another format (or a mix of time zones) are retried one by one, so a column
+    mixing formats still passes.
+    """
+    import pandas as pd
+
+    out = np.empty(len(values), dtype=object)
+    if not len(values):
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": expected here
+        try:
+            parsed = pd.to_datetime(pd.Series(values, dtype=object), errors="coerce")
+            out[:] = [None if p is pd.NaT else p for p in parsed]
+        except (ValueError, TypeError, OverflowError):
+            out[:] = None
+    for i in np.flatnonzero([p is None for p in out]):
+        out[i] = _parse_date(values[i])
+    return out
+
+
+def _date_members(col: ColumnContract) -> set[Any]:
+    return {d for d in (_parse_date(str(v)) for v in col.allowed or []) if d is not None}
+
+
+def _members(col: ColumnContract) -> set[Any]:
+    """The allowed values as a set; membership uses Python equality (1.0 matches 1, True matches 1)."""
+    return {v if isinstance(v, Hashable) else repr(v) for v in col.allowed or []}
+
+
+# --------------------------------------------------------------------------- the rules
+
+Finder = Callable[[ColumnContract, np.ndarray], np.ndarray]
+Predicate = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One rule on a column's values.
+
+    Attributes:
+        name: The rule's name (the contract field it enforces).
+        applies: Whether the rule applies to a column contract.
+        shape: A shape rule (values that break it are not tested by later value rules).
+        find: Vectorised: the offending positions among the present values given.
+        accepts: Compiles the scalar predicate of the fast path for one column.
+        describe: The rule's part of the message, after the count (e.g. ``"below min 0"``).
+        quote: Whether the message quotes example offending values.
+    """
+
+    name: str
+    applies: Callable[[ColumnContract], bool]
+    shape: bool
+    find: Finder
+    accepts: Callable[[ColumnContract], Predicate]
+    describe: Callable[[ColumnContract], str]
+    quote: bool = True
+
+
+def _is_numeric(col: ColumnContract) -> bool:
+    return value_kind(col.dtype) is ValueKind.NUMBER
+
+
+def _find_allowed(col: ColumnContract, values: np.ndarray) -> np.ndarray:
+    if col.dtype is ColumnType.DATETIME:
+        members = _date_members(col)
+        return np.fromiter((_parse_date(v) not in members for v in values), dtype=bool, count=len(values))
+    if values.dtype.kind == "f":
+        allowed = np.asarray([float(v) for v in col.allowed or []], dtype=np.float64)
+        return ~np.isin(values, allowed)
+    members = _members(col)
+    # One membership test per distinct value, not per row.
+    outside = {v for v in set(values.tolist()) if v not in members}
+    return np.fromiter((v in outside for v in values), dtype=bool, count=len(values))
+
+
+def _accepts_allowed(col: ColumnContract) -> Predicate:
+    if col.dtype is ColumnType.DATETIME:
+        members = _date_members(col)
+        return lambda v: _parse_date(v) in members
+    if _is_numeric(col):
+        floats = frozenset(float(v) for v in col.allowed or [])
+        return lambda v: v in floats
+    members = frozenset(_members(col))
+    return lambda v: v in members
+
+
+def _whole(values: np.ndarray) -> np.ndarray:
+    return values == np.floor(values)
+
+
+ROW_RULES: tuple[RowRule, ...] = (
+    RowRule(
+        name="finite",
+        applies=_is_numeric,
+        shape=True,
+        find=lambda col, v: np.isinf(v),
+        accepts=lambda col: math.isfinite,
+        describe=lambda col: "infinite value(s)",
+    ),
+    RowRule(
+        name="integer",
+        applies=lambda col: col.dtype is ColumnType.INTEGER,
+        shape=True,
+        find=lambda col, v: ~_whole(v),
+        accepts=lambda col: float.is_integer,
+        describe=lambda col: "non-integer value(s)",
+    ),
+    RowRule(
+        name="boolean",
+        applies=lambda col: col.dtype is ColumnType.BOOLEAN,
+        shape=True,
+        find=lambda col, v: ~np.isin(v, (0.0, 1.0)),
+        accepts=lambda col: lambda v: v in (0.0, 1.0),
+        describe=lambda col: "value(s) other than true/false/0/1",
+    ),
+    RowRule(
+        name="date",
+        applies=lambda col: col.dtype is ColumnType.DATETIME,
+        shape=True,
+        find=lambda col, v: np.fromiter((p is None for p in parse_dates(v)), dtype=bool, count=len(v)),
+        accepts=lambda col: lambda v: _parse_date(v) is not None,
+        describe=lambda col: "value(s) that do not parse as dates",
+    ),
+    RowRule(
+        name="allowed",
+        applies=lambda col: col.allowed is not None,
+        shape=False,
+        find=_find_allowed,
+        accepts=_accepts_allowed,
+        describe=lambda col: f"value(s) not in allowed set {fmt_list(list(col.allowed or []))}",
+    ),
+    RowRule(
+        name="min",
+        applies=lambda col: col.min is not None and _is_numeric(col),
+        shape=False,
+        find=lambda col, v: v < col.min,
+        accepts=lambda col: lambda v: v >= col.min,
+        describe=lambda col: f"value(s) below min {fmt(col.min)}",
+    ),
+    RowRule(
+        name="max",
+        applies=lambda col: col.max is not None and _is_numeric(col),
+        shape=False,
+        find=lambda col, v: v > col.max,
+        accepts=lambda col: lambda v: v <= col.max,
+        describe=lambda col: f"value(s) above max {fmt(col.max)}",
+    ),
+)
+
+#: Name of the null rule, which every path checks first (``nullable: false``).
+NULLABLE_RULE = "nullable"
+
+
+def column_label(name: str) -> str:
+    """How messages name a column."""
+    return f"column {name!r}"
+
+
+def _violation(name: str, rule: str, count: int, what: str, offending: np.ndarray | None) -> Violation:
+    message = f"{column_label(name)}: {count} {what}"
+    if offending is not None:
+        message += f" (e.g. {examples(offending)})"
+    return Violation(column=name, rule=rule, scope=RuleScope.ROW, count=count, message=message)
+
+
+def applicable_rules(col: ColumnContract) -> tuple[RowRule, ...]:
+    """The row rules that apply to a column, in table order."""
+    return tuple(rule for rule in ROW_RULES if rule.applies(col))
+
+
+def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Violation]:
+    """Every row rule on a column's canonical values (see :class:`ValueKind`).
+
+    Args:
+        name: The column's name, for the messages.
+        col: Its contract.
+        values: Its canonical values.
+
+    Returns:
+        One violation per broken rule, in table order; empty when every value passes.
+    """
+    violations: list[Violation] = []
+    missing = missing_mask(values)
+    if not col.nullable and missing.any():
+        n_null = int(missing.sum())
+        violations.append(
+            _violation(name, NULLABLE_RULE, n_null, "null value(s) but nullable is false", None)
+        )
+    ok = ~missing
+    if not ok.any():
+        return violations
+    for rule in applicable_rules(col):
+        positions = np.flatnonzero(ok)
+        with np.errstate(invalid="ignore"):
+            bad = np.asarray(rule.find(col, values[positions]), dtype=bool)
+        if bad.any():
+            offending = values[positions[bad]] if rule.quote else None
+            violations.append(_violation(name, rule.name, int(bad.sum()), rule.describe(col), offending))
+            if rule.shape:
+                ok[positions[bad]] = False
+    return violations
+
+
+class FastColumn:
+    """The fast path for one column: plain-Python acceptance of a few canonical values.
+
+    Compiled once per column from :data:`ROW_RULES`. :meth:`accepts` answers only
+    "every value passes"; anything else is left to :func:`check_values`, which
+    names the problem.
+    """
+
+    __slots__ = ("nullable", "number", "predicates")
+
+    def __init__(self, col: ColumnContract) -> None:
+        self.nullable = col.nullable
+        self.number = _is_numeric(col)
+        self.predicates = tuple(rule.accepts(col) for rule in applicable_rules(col))
+
+    def accepts(self, values: Sequence[Any]) -> bool:
+        """Whether every value passes every row rule (numbers as float, text as str, None for missing)."""
+        predicates = self.predicates
+        for value in values:
+            if value is None or (self.number and value != value):
+                if not self.nullable:
+                    return False
+                continue
+            for accept in predicates:
+                if not accept(value):
+                    return False
+        return True

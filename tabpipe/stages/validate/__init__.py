@@ -1,0 +1,110 @@
+"""Validate: check a table against its data contract, quality rules and a reference.
+
+Pure logic on DataFrames; the KFP component only moves artifacts and calls
+:func:`validate_frame`. Bad data never raises here: every violated rule becomes
+one human-readable line in a :class:`ValidationReport`, so a user sees all
+problems at once, and :func:`raise_for_report` is the one place that stops the
+pipeline.
+
+- the contract's rules: :mod:`tabpipe.contract.frame` (shared with batch scoring and serving);
+- quality: :mod:`.quality`; drift: :mod:`.drift` (one module per test); PII: :mod:`.pii`;
+- the report: :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tabpipe.contract import DataContract
+from tabpipe.contract.frame import check_frame, messages
+from tabpipe.contract.infer import infer_contract
+from tabpipe.errors import DataValidationError
+from tabpipe.stages.validate.drift import DriftColumn, DriftResult, check_drift
+from tabpipe.stages.validate.pii import apply_pii
+from tabpipe.stages.validate.quality import check_quality
+from tabpipe.stages.validate.report import ValidationReport
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tabpipe.config import PipelineConfig
+
+NO_REFERENCE_REASON = "no reference data set configured (drift.reference_uri)"
+
+
+def check_contract(df: pd.DataFrame, contract: DataContract) -> list[str]:
+    """Check a whole table against its data contract; one line per violated rule."""
+    return messages(check_frame(df, contract))
+
+
+def validate_frame(
+    df: pd.DataFrame, config: PipelineConfig, reference: pd.DataFrame | None, dataset: str
+) -> ValidationReport:
+    """Run every check on a table and gather the results in one report.
+
+    Never raises for bad data: the report carries the violations and
+    :func:`raise_for_report` decides whether to stop.
+
+    Args:
+        df: The table to validate.
+        config: The pipeline config; its contract, target, task and drift settings apply.
+        reference: The reference table for the drift check, or None to skip it.
+        dataset: Name shown in the report (e.g. the config name).
+
+    Returns:
+        The validation report.
+    """
+    contract = config.contract
+    violations = check_contract(df, contract)
+    q_violations, notes, quality = check_quality(df, contract, config.target, config.task)
+    report = ValidationReport(
+        dataset=dataset,
+        n_rows=len(df),
+        n_columns=df.shape[1],
+        violations=violations + q_violations,
+        warnings=notes,
+        quality=quality,
+    )
+    if reference is None:
+        report.drift_skipped_reason = NO_REFERENCE_REASON
+        return report
+    exclude = [config.target, *contract.pii_columns]
+    drift = check_drift(df, reference, contract, exclude, config.drift.alpha, config.drift.max_drifted_share)
+    report.drift = drift
+    drifted = drift.drifted_columns
+    summary = (
+        f"drift: {len(drifted)} of {len(drift.columns)} column(s) drifted {drifted}, "
+        f"share {drift.drifted_share:.3f}"
+    )
+    if not drift.columns:
+        report.warnings.append("drift: no column could be tested against the reference")
+    elif drift.failed:
+        report.violations.append(f"{summary} exceeds max_drifted_share {drift.max_drifted_share}")
+    elif drifted:
+        report.warnings.append(f"{summary} within max_drifted_share {drift.max_drifted_share}")
+    return report
+
+
+def raise_for_report(report: ValidationReport) -> None:
+    """Stop the pipeline when the report has violations.
+
+    Raises:
+        DataValidationError: listing every violation.
+    """
+    if not report.passed:
+        raise DataValidationError(report.violations, title=f"data validation of {report.dataset} failed")
+
+
+__all__ = [
+    "NO_REFERENCE_REASON",
+    "DriftColumn",
+    "DriftResult",
+    "ValidationReport",
+    "apply_pii",
+    "check_contract",
+    "check_drift",
+    "check_quality",
+    "infer_contract",
+    "raise_for_report",
+    "validate_frame",
+]

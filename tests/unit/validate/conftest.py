@@ -1,0 +1,6 @@
+"""Lets the validate tests import their shared builders."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
