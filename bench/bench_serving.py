@@ -3,11 +3,11 @@
 Peers, all on the SAME fitted pipeline, in the same run, one server alive at a time, their order
 alternated between rounds so drift in machine load hits all of them:
 - ``in-process sklearn``: the bundle's ``predict_proba`` on a ready one-row DataFrame (the floor);
-- ``in-process onnx``: ``tabpipe.serving.onnx_predictor.OnnxPredictor``, when it exists;
+- ``in-process onnx``: ``tabpipe.onnx.predictor.OnnxPredictor``, when it exists;
 - ``tabpipe``: ``python -m tabpipe.serving --model BUNDLE`` from this venv, on a bundle of
   ``model.skops`` + ``bundle.json`` (the scikit-learn predictor);
 - ``tabpipe-onnx``: the same server on the same bundle plus ``model.onnx`` made by
-  ``tabpipe.serving.onnx_export.convert_bundle`` (the ONNX predictor), when that module exists;
+  ``tabpipe.onnx.export.convert_bundle`` (the ONNX predictor), when that module exists;
 - ``mlserver``: stock MLServer 1.7.1 scikit-learn runtime (``mlserver start``), its own venv;
 - ``kserve``: a custom ``kserve.Model`` under ``kserve.ModelServer`` 0.21.0, its own venv.
 
@@ -181,11 +181,11 @@ def build_fixture(config_path: Path, workdir: Path, batch_rows: int) -> Fixture:
 
 
 def export_onnx(model: Any, spec: Any) -> tuple[bytes | None, str]:
-    """ONNX bytes from ``tabpipe.serving.onnx_export`` (another change), or None and the reason."""
+    """ONNX bytes from ``tabpipe.onnx.export`` (another change), or None and the reason."""
     try:
-        from tabpipe.serving.onnx_export import convert_bundle
+        from tabpipe.onnx.export import convert_bundle
     except ImportError as exc:
-        return None, f"tabpipe.serving.onnx_export not importable ({exc})"
+        return None, f"tabpipe.onnx.export not importable ({exc})"
     result = convert_bundle(model, spec)
     if result.onnx_bytes is None:
         return None, f"not convertible: {result.reason}"
@@ -658,9 +658,9 @@ def load_onnx_predictor(fx: Fixture) -> tuple[Any | None, str]:
     if fx.onnx_bytes is None:
         return None, fx.onnx_note
     try:
-        from tabpipe.serving.onnx_predictor import OnnxPredictor  # written by another change
+        from tabpipe.onnx.predictor import OnnxPredictor  # written by another change
     except ImportError as exc:
-        return None, f"tabpipe.serving.onnx_predictor.OnnxPredictor not importable ({exc})"
+        return None, f"tabpipe.onnx.predictor.OnnxPredictor not importable ({exc})"
     try:
         return OnnxPredictor(fx.onnx_bytes, fx.spec), "OnnxPredictor(onnx_bytes, spec)"
     except (TypeError, ValueError, RuntimeError) as exc:

@@ -19,19 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tabpipe.contract import DataContract, parse_contract, read_yaml, validate_document
 from tabpipe.errors import ConfigError
-
-
-class TaskType(enum.StrEnum):
-    """Learning task of a data set."""
-
-    BINARY = "binary_classification"
-    MULTICLASS = "multiclass_classification"
-    REGRESSION = "regression"
-
-    @property
-    def is_classification(self) -> bool:
-        """True for the two classification tasks."""
-        return self is not TaskType.REGRESSION
+from tabpipe.estimators import ESTIMATORS, EstimatorSpec, check_search_spaces
+from tabpipe.task_type import TaskType  # re-exported: the config is where callers look for it
 
 
 class SourceFormat(enum.StrEnum):
@@ -65,23 +54,28 @@ class Metric(enum.StrEnum):
         return self not in (Metric.MAE, Metric.RMSE, Metric.R2)
 
 
-class Estimator(enum.StrEnum):
-    """Candidate estimators the train stage knows how to build."""
+class _EstimatorName(enum.StrEnum):
+    """Base of :data:`Estimator`: a registered estimator's name, with its registry entry."""
 
-    LOGISTIC_REGRESSION = "logistic_regression"
-    RANDOM_FOREST = "random_forest"
-    HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
-    RIDGE = "ridge"
-    LINEAR_REGRESSION = "linear_regression"
+    @property
+    def spec(self) -> EstimatorSpec:
+        """The estimator's registry entry."""
+        return ESTIMATORS[self.value]
 
     @property
     def tasks(self) -> frozenset[TaskType]:
         """Tasks the estimator can be used for."""
-        if self is Estimator.LOGISTIC_REGRESSION:
-            return frozenset({TaskType.BINARY, TaskType.MULTICLASS})
-        if self in (Estimator.RIDGE, Estimator.LINEAR_REGRESSION):
-            return frozenset({TaskType.REGRESSION})
-        return frozenset(TaskType)
+        return self.spec.tasks
+
+
+#: The estimators a config may name, generated from the registry (:mod:`tabpipe.estimators`)
+#: so the YAML, its error messages and the JSON schema list exactly the registered ones.
+Estimator = _EstimatorName(
+    "Estimator",
+    [(name.upper(), name) for name in ESTIMATORS],
+    module=__name__,
+    qualname="Estimator",
+)
 
 
 class _Strict(BaseModel):
@@ -281,7 +275,7 @@ class PipelineConfig(_Strict):
         if self.target in self.features.drop:
             problems.append("features.drop must not name the target")
         for i, model in enumerate(self.models):
-            if self.task not in model.estimator.tasks:
+            if self.task not in ESTIMATORS[model.estimator].tasks:
                 problems.append(f"models.{i}.estimator {model.estimator.value!r} cannot do {self.task.value}")
         wanted = {self.evaluation.primary_metric, *self.evaluation.thresholds}
         for metric in wanted:
@@ -348,7 +342,12 @@ def _resolve_path(value: str, base: Path) -> str:
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read a config YAML, resolve its relative paths and inline its contract.
+    """Read a config YAML, resolve its relative paths, inline its contract and check its search spaces.
+
+    This is where a user's YAML enters (the CLI and local runs), so it also checks
+    every candidate's hyperparameter names and values against scikit-learn
+    (:func:`~tabpipe.estimators.check_search_spaces`), which ``parse_config`` skips
+    to keep scikit-learn out of every pipeline task's start-up.
 
     Raises:
         ConfigError: the file is unreadable, not YAML, or a field is invalid (named).
@@ -369,4 +368,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         contract_path = Path(_resolve_path(contract_ref, base))
         contract_data = read_yaml(contract_path, "contract")
         data["contract"] = parse_contract(contract_data, source=f"data contract {contract_path}")
-    return parse_config(data, source=f"config {path}")
+    config = parse_config(data, source=f"config {path}")
+    problems = check_search_spaces(config)
+    if problems:
+        raise ConfigError(f"invalid config {path}:\n" + "\n".join(f"  - {p}" for p in problems))
+    return config

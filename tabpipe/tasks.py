@@ -151,7 +151,7 @@ def run_train(
     """
     from tabpipe.features import split_xy
     from tabpipe.io import sha256_bytes
-    from tabpipe.serving.onnx_export import convert_bundle
+    from tabpipe.onnx.export import convert_bundle
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.train import train as search
     from tabpipe.tracking import log_training
@@ -248,8 +248,10 @@ def _onnx_parity_check(
     """The gate's ``onnx parity`` check: the export must agree with scikit-learn on the test split."""
     from tabpipe.errors import ArtifactIntegrityError
     from tabpipe.io import sha256_file
-    from tabpipe.serving.onnx_export import ConversionResult, parity_gate_check
+    from tabpipe.onnx.export import ConversionResult
+    from tabpipe.onnx.parity import parity_verdict
     from tabpipe.serving_spec import build_serving_spec
+    from tabpipe.stages.evaluate import GateCheck
 
     spec = build_serving_spec(config, list(getattr(fitted, "classes_", [])), model_sha256)
     if onnx_sha256:
@@ -258,7 +260,7 @@ def _onnx_parity_check(
         conversion = ConversionResult(Path(onnx_model).read_bytes(), None, {})
     else:
         conversion = ConversionResult(None, "train recorded no ONNX model", {})
-    return parity_gate_check(
+    verdict = parity_verdict(
         fitted,
         conversion,
         test_frame,
@@ -266,6 +268,7 @@ def _onnx_parity_check(
         tolerance=config.evaluation.onnx_parity_tolerance,
         require_onnx=config.evaluation.require_onnx,
     )
+    return GateCheck("onnx parity", verdict.passed, verdict.detail)
 
 
 def run_evaluate(

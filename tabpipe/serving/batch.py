@@ -118,7 +118,7 @@ def score_file(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tabpipe.serving.onnx_predictor import columns_from_frame
+    from tabpipe.onnx.predictor import columns_from_frame
     from tabpipe.serving.store import load_uri
 
     if not input_path.is_file():

@@ -83,7 +83,7 @@ def choose_predictor(bundle_dir: Path, spec: ServingSpec, model: Any) -> Predict
         if hashlib.sha256(onnx_bytes).hexdigest() != expected:
             raise ArtifactIntegrityError(f"{onnx_path}: sha256 does not match the spec's onnx_sha256")
         try:
-            from tabpipe.serving.onnx_predictor import OnnxPredictor
+            from tabpipe.onnx.predictor import OnnxPredictor
         except ImportError:
             log.info("bundle has %s but the ONNX predictor is not available; using scikit-learn", onnx_path)
         else:

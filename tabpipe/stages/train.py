@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabpipe.config import CandidateModel, Estimator, Metric, ParamRange, PipelineConfig, TaskType
+from tabpipe.config import CandidateModel, Metric, ParamRange, PipelineConfig, TaskType
 from tabpipe.errors import TabpipeError
+from tabpipe.estimators import ESTIMATORS
 from tabpipe.features import build_preprocessor, split_xy
 
 
@@ -55,30 +56,6 @@ class TrainResult:
     def best(self) -> CandidateResult:
         """The winning candidate."""
         return self.candidates[0]
-
-
-def make_estimator(estimator: Estimator, task: TaskType, seed: int) -> Any:
-    """A fresh estimator with sensible defaults for the task."""
-    from sklearn.ensemble import (
-        HistGradientBoostingClassifier,
-        HistGradientBoostingRegressor,
-        RandomForestClassifier,
-        RandomForestRegressor,
-    )
-    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
-
-    classify = task.is_classification
-    if estimator is Estimator.LOGISTIC_REGRESSION:
-        return LogisticRegression(max_iter=2000, random_state=seed)
-    if estimator is Estimator.RANDOM_FOREST:
-        cls = RandomForestClassifier if classify else RandomForestRegressor
-        return cls(n_estimators=100, random_state=seed, n_jobs=1)
-    if estimator is Estimator.HIST_GRADIENT_BOOSTING:
-        cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
-        return cls(random_state=seed)
-    if estimator is Estimator.RIDGE:
-        return Ridge(random_state=seed)
-    return LinearRegression()
 
 
 def param_distributions(candidate: CandidateModel) -> dict[str, Any]:
@@ -144,7 +121,7 @@ def _search_candidate(
     pipeline = Pipeline(
         [
             ("preprocess", clone(preprocessor)),
-            ("model", make_estimator(candidate.estimator, config.task, search_cfg.seed)),
+            ("model", ESTIMATORS[candidate.estimator].build(config.task, search_cfg.seed)),
         ]
     )
     space = param_distributions(candidate)

@@ -98,7 +98,7 @@ def test_registry_alias_and_version(bundles: dict[str, Bundle], tmp_path: Path) 
 
 
 def test_onnx_preferred_when_the_bundle_has_it(bundles: dict[str, Bundle], tmp_path: Path) -> None:
-    onnx_export = pytest.importorskip("tabpipe.serving.onnx_export")
+    onnx_export = pytest.importorskip("tabpipe.onnx.export")
     bundle = bundles["housing-v1"]
     result = onnx_export.convert_bundle(bundle.model, bundle.spec)
     assert result.converted, result.reason

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from tabpipe.config import CandidateModel, Estimator, PipelineConfig, load_config
-from tabpipe.serving.onnx_export import check_parity, convert_bundle
-from tabpipe.serving.onnx_predictor import OnnxPredictor, columns_from_frame
+from tabpipe.onnx.export import ConversionResult, convert_bundle
+from tabpipe.onnx.parity import check_parity, parity_verdict
+from tabpipe.onnx.predictor import OnnxPredictor, columns_from_frame
 from tabpipe.serving_spec import ServingSpec, build_serving_spec
 from tabpipe.stages.ingest import ingest
 from tabpipe.stages.train import train
@@ -192,7 +193,7 @@ def test_refuses_unverified_estimators_with_a_reason(fitted: dict) -> None:
     model.fit(frame[[c.name for c in case.spec.inputs]], frame["price"])
     result = convert_bundle(model, case.spec)
     assert result.onnx_bytes is None
-    assert "KNeighborsRegressor is not a verified ONNX conversion" in (result.reason or "")
+    assert "KNeighborsRegressor is not in tabpipe's estimator registry" in (result.reason or "")
 
 
 def test_refuses_encoders_that_raise_on_unknown_categories(fitted: dict) -> None:
@@ -251,17 +252,50 @@ def test_print_per_row_latency(fitted: dict, data: str, estimator: str) -> None:
     )
 
 
-def test_parity_gate_check(fitted: dict) -> None:
-    from tabpipe.serving.onnx_export import ConversionResult, parity_gate_check
-
+def test_parity_verdict(fitted: dict) -> None:
     case = fitted[("housing", "ridge")]
-    check = parity_gate_check(case.model, convert_bundle(case.model, case.spec), case.test, case.spec)
-    assert check.name == "onnx parity" and check.passed and "600 rows" in check.detail
+    verdict = parity_verdict(case.model, convert_bundle(case.model, case.spec), case.test, case.spec)
+    assert verdict.passed and "600 rows" in verdict.detail
     refused = ConversionResult(onnx_bytes=None, reason="estimator X is not verified", opset={})
-    assert parity_gate_check(case.model, refused, case.test, case.spec).passed
-    strict = parity_gate_check(case.model, refused, case.test, case.spec, require_onnx=True)
+    lenient = parity_verdict(case.model, refused, case.test, case.spec)
+    assert lenient.passed and "no ONNX model (estimator X is not verified)" in lenient.detail
+    strict = parity_verdict(case.model, refused, case.test, case.spec, require_onnx=True)
     assert not strict.passed and "estimator X is not verified" in strict.detail
     # A graph for another model must fail the gate, not pass silently.
     other = fitted[("housing", "hist_gradient_boosting")]
     wrong = convert_bundle(other.model, other.spec)
-    assert not parity_gate_check(case.model, wrong, case.test, case.spec).passed
+    assert not parity_verdict(case.model, wrong, case.test, case.spec).passed
+    # A graph that cannot run on the rows fails with the error named.
+    broken = ConversionResult(onnx_bytes=b"not an onnx model", reason=None, opset={})
+    failed = parity_verdict(case.model, broken, case.test, case.spec)
+    assert not failed.passed and "ONNX model failed on the test rows" in failed.detail
+
+
+def test_onnx_package_imports_only_the_layers_below_it() -> None:
+    import ast
+
+    # Never tabpipe.stages, tabpipe.serving, tabpipe.tasks or tabpipe.adapters.
+    allowed = (
+        "tabpipe.errors",
+        "tabpipe.io",
+        "tabpipe.config",
+        "tabpipe.contract",
+        "tabpipe.features",
+        "tabpipe.serving_spec",
+        "tabpipe.artifacts",
+        "tabpipe.estimators",
+        "tabpipe.task_type",
+        "tabpipe.onnx",
+    )
+    for path in sorted((REPO / "tabpipe" / "onnx").rglob("*.py")) + [REPO / "tabpipe" / "estimators.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "tabpipe" or name.startswith("tabpipe."):
+                    ok = any(name == a or name.startswith((f"{a}.", f"{a}_")) for a in allowed)
+                    assert ok, f"{path.relative_to(REPO)} imports {name}"

@@ -1,4 +1,4 @@
-"""The ONNX fast path: onnxruntime on a graph made by :mod:`tabpipe.serving.onnx_export`.
+"""The ONNX fast path: onnxruntime on a graph made by :mod:`tabpipe.onnx.export`.
 
 Per call it only reshapes each column to ``[n, 1]`` (no copy for float64),
 replaces missing strings with the graph's sentinel and runs one output; the
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from tabpipe.serving_spec import ServingSpec
 
-#: Keys of the metadata :mod:`tabpipe.serving.onnx_export` writes into the model.
+#: Keys of the metadata :mod:`tabpipe.onnx.export` writes into the model.
 META_MISSING_STRING = "tabpipe.missing_string"
 META_TASK = "tabpipe.task"
 META_CLASSES = "tabpipe.classes"
@@ -35,7 +35,7 @@ class OnnxPredictor:
     """A :class:`~tabpipe.serving.predictor.Predictor` backed by onnxruntime.
 
     Args:
-        onnx_bytes: A model made by :func:`~tabpipe.serving.onnx_export.convert_bundle`.
+        onnx_bytes: A model made by :func:`~tabpipe.onnx.export.convert_bundle`.
         spec: The serving spec the model was converted with.
         threads: Intra-op threads; 1 keeps latency predictable on small hosts,
             where a thread pool's spin-waits cost more than one row's arithmetic.
