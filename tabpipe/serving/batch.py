@@ -66,16 +66,20 @@ def _count_rows(path: Path) -> int | None:
 def check_chunk(chunk: pd.DataFrame, spec: ServingSpec, first_row: int) -> None:
     """Check a chunk against the contract rules of the model's inputs.
 
+    Only the row rules apply (the same table validation and serving evaluate):
+    rules that need the whole table, such as ``unique``, mean nothing for a chunk.
+
     Raises:
         DataValidationError: naming every violated rule, with the chunk's row range.
     """
     from tabpipe.contract import DataContract
-    from tabpipe.stages.validate import check_contract
+    from tabpipe.contract.frame import check_frame, messages
+    from tabpipe.contract.rules import RuleScope
 
     contract = DataContract(
         name=spec.model_name, allow_extra_columns=True, columns={i.name: i.rules for i in spec.inputs}
     )
-    violations = check_contract(chunk, contract)
+    violations = messages(check_frame(chunk, contract, scope=RuleScope.ROW))
     if violations:
         rows = f"rows {first_row}-{first_row + len(chunk) - 1}"
         raise DataValidationError(violations, title=f"batch input {rows} broke the contract")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tabpipe.contract import ColumnContract, ColumnType
+from tabpipe.contract.rules import FastColumn, ValueKind, Violation, check_values, value_kind
 from tabpipe.serving_spec import ServingSpec
 
 DEFAULT_MAX_ROWS = 10_000
@@ -62,8 +63,9 @@ CONTRACT_DATATYPE: dict[ColumnType, str] = {
 }
 
 # Requests of at most this many rows are checked in plain Python (about 20x cheaper
-# per column than numpy for one row); larger ones use the vectorised checks.
-_FAST_PATH_ROWS = 16
+# per column than numpy for one row); larger ones use the vectorised checks. Both
+# evaluate the contract's one rule table (tabpipe.contract.rules).
+DEFAULT_FAST_PATH_ROWS = 16
 
 _NONE = type(None)
 _NUMBER_TYPES = frozenset({int, float, _NONE})
@@ -77,12 +79,14 @@ class RequestError(Exception):
     Attributes:
         status: 400, 413 or 422 (see the module docstring).
         message: What is wrong, naming the field.
+        violations: The broken contract rules, one message each, when that is why (422).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, violations: list[str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.violations = violations or []
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class Limits:
 
     max_rows: int = DEFAULT_MAX_ROWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Requests of at most this many rows try the plain-Python fast path first.
+    fast_path_rows: int = DEFAULT_FAST_PATH_ROWS
 
 
 @dataclass(frozen=True)
@@ -113,28 +119,24 @@ def _type_name(value: Any) -> str:
 
 
 class _Column:
-    """A contract column compiled for fast checks."""
+    """A contract column compiled for decoding: datatype checks here, row rules from the rule engine."""
 
-    __slots__ = ("name", "rules", "accepted", "allowed_set", "allowed_array", "is_numeric", "allowed_floats")
+    __slots__ = ("name", "rules", "accepted", "is_numeric", "fast", "fast_path_rows")
 
-    def __init__(self, name: str, rules: ColumnContract) -> None:
+    def __init__(self, name: str, rules: ColumnContract, fast_path_rows: int) -> None:
         self.name = name
+        self.fast_path_rows = fast_path_rows
         self.rules = rules
         self.accepted = _ACCEPTED[rules.dtype]
-        self.is_numeric = rules.dtype in (ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN)
-        allowed = rules.allowed
-        self.allowed_set = frozenset(allowed) if allowed is not None else None
-        self.allowed_array = (
-            np.asarray([float(v) for v in allowed], dtype=np.float64)
-            if allowed is not None and self.is_numeric
-            else None
-        )
-        self.allowed_floats = (
-            frozenset(float(v) for v in allowed) if allowed is not None and self.is_numeric else None
-        )
+        self.is_numeric = value_kind(rules.dtype) is ValueKind.NUMBER
+        self.fast = FastColumn(rules)
 
-    def convert(self, datatype: str, data: list[Any]) -> np.ndarray:
-        """Check one input's values and return them as the predictor's array."""
+    def convert(self, datatype: str, data: list[Any]) -> tuple[np.ndarray, list[Violation]]:
+        """Decode one input's values to canonical values and check them against the row rules.
+
+        Raises:
+            RequestError: the datatype or the JSON values do not fit the column (a malformed tensor).
+        """
         where = f"inputs[{self.name!r}]"
         if datatype not in self.accepted:
             raise RequestError(
@@ -143,46 +145,44 @@ class _Column:
                 f"(accepted: {', '.join(sorted(self.accepted))})",
             )
         if self.is_numeric:
-            if len(data) <= _FAST_PATH_ROWS and datatype != "BOOL":
+            if len(data) <= self.fast_path_rows:
                 fast = self._fast_numeric(datatype, data)
                 if fast is not None:
-                    return fast
+                    return fast, []
             values = self._numeric(where, datatype, data)
-            self._check_numeric(where, values)
-            return values
-        values = self._strings(where, data)
-        return values
+        else:
+            values = self._strings(where, data)
+            if len(data) <= self.fast_path_rows and self.fast.accepts(data):
+                return values, []
+        return values, check_values(self.name, self.rules, values)
 
     def _fast_numeric(self, datatype: str, data: list[Any]) -> np.ndarray | None:
-        """Plain-Python checks for a few rows, where numpy's per-call cost dominates.
+        """Plain-Python decoding for a few rows, where numpy's per-call cost dominates.
 
-        Returns the array when every value is a finite number that passes every
-        rule, else None: the vectorised path then runs and names the problem.
+        Returns the array when every value is a number of the tensor's datatype and
+        passes every row rule (:class:`FastColumn`), else None: the vectorised path
+        then runs and names the problem.
         """
-        rules = self.rules
-        allowed = self.allowed_floats
-        whole = datatype in _INT_RANGES or rules.dtype is ColumnType.INTEGER
+        boolean = datatype == "BOOL"
+        whole = datatype in _INT_RANGES
         low_bound, high_bound = _INT_RANGES.get(datatype, (-math.inf, math.inf))
-        minimum = -math.inf if rules.min is None else rules.min
-        maximum = math.inf if rules.max is None else rules.max
-        boolean = rules.dtype is ColumnType.BOOLEAN
+        floats: list[float | None] = []
         for value in data:
             kind = type(value)
-            if kind is float:
-                if not math.isfinite(value) or (whole and not value.is_integer()):
-                    return None
-            elif kind is not int:
-                return None  # None, bool or anything else: let the full checks decide
-            if allowed is not None and value not in allowed:
+            if value is None or (boolean and kind is bool):
+                floats.append(None if value is None else float(value))
+                continue
+            if boolean or kind not in (int, float):
+                return None  # bool in a numeric tensor, strings, ...: the full checks decide
+            if not low_bound <= value <= high_bound:
                 return None
-            if not (minimum <= value <= maximum and low_bound <= value <= high_bound):
+            number = float(value)
+            if whole and not number.is_integer():
                 return None
-            if boolean and value not in (0, 1):
-                return None
-        try:
-            return np.array(data, dtype=np.float64)
-        except OverflowError:
+            floats.append(number)
+        if not self.fast.accepts(floats):
             return None
+        return np.array([math.nan if v is None else v for v in floats], dtype=np.float64)
 
     def _numeric(self, where: str, datatype: str, data: list[Any]) -> np.ndarray:
         types = set(map(type, data))
@@ -200,12 +200,10 @@ class _Column:
                 f"{where}: datatype {datatype} needs numbers, got {_type_name(bad[0])} ({_examples(bad)})",
             )
         try:
-            values = np.array(data, dtype=np.float64)
+            values = np.array([math.nan if v is None else v for v in data], dtype=np.float64)
         except OverflowError:
             raise RequestError(422, f"{where}: a value is too large for a 64-bit float") from None
-        finite = values[~np.isnan(values)]
-        if finite.size and not np.isfinite(finite).all():
-            raise RequestError(422, f"{where}: infinite values are not allowed")
+        finite = values[np.isfinite(values)]
         if datatype in _INT_RANGES and finite.size:
             if not (finite == np.floor(finite)).all():
                 raise RequestError(
@@ -216,34 +214,6 @@ class _Column:
                 raise RequestError(422, f"{where}: values outside the range of {datatype}")
         return values
 
-    def _check_numeric(self, where: str, values: np.ndarray) -> None:
-        rules = self.rules
-        missing = np.isnan(values)
-        if not rules.nullable and missing.any():
-            raise RequestError(
-                422, f"{where}: {int(missing.sum())} null/NaN value(s) but the column is not nullable"
-            )
-        present = values[~missing]
-        if not present.size:
-            return
-        if rules.dtype is ColumnType.INTEGER and not (present == np.floor(present)).all():
-            bad = present[present != np.floor(present)].tolist()
-            raise RequestError(422, f"{where}: the column is integer, got {_examples(bad)}")
-        if rules.dtype is ColumnType.BOOLEAN and not np.isin(present, (0.0, 1.0)).all():
-            raise RequestError(422, f"{where}: the column is boolean, values must be 0/1 or true/false")
-        if self.allowed_array is not None:
-            outside = ~np.isin(present, self.allowed_array)
-            if outside.any():
-                raise RequestError(
-                    422,
-                    f"{where}: value(s) {_examples(present[outside].tolist())} not in the allowed set "
-                    f"{list(rules.allowed or [])}",
-                )
-        if rules.min is not None and present.min() < rules.min:
-            raise RequestError(422, f"{where}: value {present.min()!r} is below the minimum {rules.min}")
-        if rules.max is not None and present.max() > rules.max:
-            raise RequestError(422, f"{where}: value {present.max()!r} is above the maximum {rules.max}")
-
     def _strings(self, where: str, data: list[Any]) -> np.ndarray:
         types = set(map(type, data))
         if not types <= _STRING_TYPES:
@@ -251,16 +221,6 @@ class _Column:
             raise RequestError(
                 422, f"{where}: datatype BYTES needs strings, got {_type_name(bad[0])} ({_examples(bad)})"
             )
-        if _NONE in types and not self.rules.nullable:
-            raise RequestError(422, f"{where}: null value(s) but the column is not nullable")
-        if self.allowed_set is not None:
-            bad = [v for v in data if v is not None and v not in self.allowed_set]
-            if bad:
-                raise RequestError(
-                    422,
-                    f"{where}: value(s) {_examples(bad)} not in the allowed set "
-                    f"{list(self.rules.allowed or [])}",
-                )
         values = np.empty(len(data), dtype=object)
         values[:] = data
         return values
@@ -321,7 +281,7 @@ class RequestDecoder:
 
     def __init__(self, spec: ServingSpec, limits: Limits, output_names: list[str]) -> None:
         self.limits = limits
-        self.columns = {inp.name: _Column(inp.name, inp.rules) for inp in spec.inputs}
+        self.columns = {inp.name: _Column(inp.name, inp.rules, limits.fast_path_rows) for inp in spec.inputs}
         self.order = [inp.name for inp in spec.inputs]
         self.output_names = output_names
 
@@ -389,7 +349,15 @@ class RequestDecoder:
             raise RequestError(422, f"inputs: missing column(s) {missing}")
         if not n_rows:
             raise RequestError(400, "inputs: no rows to predict")
-        columns = {name: self.columns[name].convert(*raw[name]) for name in self.order}
+        columns: dict[str, np.ndarray] = {}
+        violations: list[Violation] = []
+        for name in self.order:
+            columns[name], broken = self.columns[name].convert(*raw[name])
+            violations += broken
+        if violations:
+            # Every broken row rule at once, worded as validation and batch scoring word it.
+            broken = [v.message for v in violations]
+            raise RequestError(422, "; ".join(broken), violations=broken)
         return DecodedRequest(id=request_id, columns=columns, n_rows=n_rows, outputs=outputs)
 
     @staticmethod

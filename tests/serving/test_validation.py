@@ -120,7 +120,7 @@ def _cases(body: dict[str, Any]) -> list[tuple[str, dict[str, Any], int, str]]:
         ("unknown datatype", _mutate(body, "SFH", datatype="FP128"), 400, "'SFH'"),
         ("fraction for int", _mutate(body, "SFH", datatype="FP64", data=[0.5, 1, 1, 1]), 422, "'SFH'"),
         ("not allowed", _mutate(body, "SFH", data=[7, 1, 1, 1]), 422, "allowed"),
-        ("null not nullable", _mutate(body, "SFH", data=[None, 1, 1, 1]), 422, "not nullable"),
+        ("null not nullable", _mutate(body, "SFH", data=[None, 1, 1, 1]), 422, "nullable is false"),
         (
             "nan not nullable",
             _mutate(body, "SFH", datatype="FP64", data=[math.nan, 1, 1, 1]),
@@ -159,10 +159,10 @@ def test_housing_strings_ranges_and_nullable(housing: Any) -> None:
         (_mutate(body, "neighbourhood", data=["moon"] + ["centre"] * 5), 422, "'neighbourhood'"),
         (_mutate(body, "neighbourhood", data=[1] * 6), 422, "needs strings"),
         (_mutate(body, "neighbourhood", datatype="FP64"), 422, "datatype FP64"),
-        (_mutate(body, "area_sqm", data=[5.0] * 6), 422, "below the minimum"),
-        (_mutate(body, "area_sqm", data=[1e6] * 6), 422, "above the maximum"),
-        (_mutate(body, "area_sqm", data=[None] * 6), 422, "not nullable"),
-        (_mutate(body, "rooms", datatype="FP64", data=[2.5] * 6), 422, "the column is integer"),
+        (_mutate(body, "area_sqm", data=[5.0] * 6), 422, "column 'area_sqm': 6 value(s) below min"),
+        (_mutate(body, "area_sqm", data=[1e6] * 6), 422, "column 'area_sqm': 6 value(s) above max"),
+        (_mutate(body, "area_sqm", data=[None] * 6), 422, "6 null value(s) but nullable is false"),
+        (_mutate(body, "rooms", datatype="FP64", data=[2.5] * 6), 422, "6 non-integer value(s) (e.g. 2.5)"),
         (_mutate(body, "heating", data=["\ud800"] * 6), 422, "'heating'"),
     ]
     for bad, status, text in cases:
