@@ -1,7 +1,9 @@
 """The pipeline config: one YAML per data set, validated once when loaded.
 
 ``load_config`` reads the YAML, resolves relative paths against the config's
-folder, reads the data contract it names and returns a :class:`PipelineConfig`.
+folder, reads the data contract it names, checks the candidates' search spaces
+against scikit-learn and returns a :class:`PipelineConfig`. Estimator names and
+the tasks they support come from the registry in :mod:`tabpipe.estimators`.
 The resolved config (contract inlined) is what the KFP pipeline receives as
 its one structured parameter, so every component sees the same validated
 settings and the cache key changes whenever any setting does.

@@ -61,6 +61,10 @@ class EstimatorClass:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     seed_param: str | None = "random_state"
 
+    def __post_init__(self) -> None:
+        # A read-only copy, so the registry cannot be changed through an entry's defaults.
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
     @property
     def class_name(self) -> str:
         """The class's name, e.g. ``RandomForestClassifier`` (without importing it)."""
