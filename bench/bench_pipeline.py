@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 from tabpipe.config import PipelineConfig, load_config
-from tabpipe.local_run import code_version, run_pipeline
+from tabpipe.local_run import run_pipeline
 from tabpipe.mlflow_server import start_server, stop_server
 from tabpipe.tracking import RunContext
+from tabpipe.version import code_version
 
 
 def _free_port() -> int:

@@ -243,13 +243,12 @@ def _parameter_error(estimator: Any) -> str | None:
 
 def _space_values(space: Any) -> list[tuple[str, Any]]:
     """The values of a search space worth checking, each with its label in an error (``low ``, ``high ``)."""
-    from tabpipe.config import ParamRange
-
-    if isinstance(space, ParamRange):
-        # The search draws from [low, high]; constraints are ranges, so the ends decide.
-        cast = int if space.integer else float
-        return [("low ", cast(space.low)), ("high ", cast(space.high))]
-    return [("", value) for value in space]
+    if isinstance(space, list | tuple):
+        return [("", value) for value in space]
+    # A range (tabpipe.config.ParamRange, duck-typed: the config sits above the registry).
+    # The search draws from [low, high]; constraints are ranges, so the ends decide.
+    cast = int if space.integer else float
+    return [("low ", cast(space.low)), ("high ", cast(space.high))]
 
 
 def check_search_space(

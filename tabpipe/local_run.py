@@ -7,7 +7,6 @@ compiled YAML through ``kfp.local`` with caching on, and summarise the run.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -18,31 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabpipe import __version__
 from tabpipe.config import PipelineConfig
+from tabpipe.version import code_version
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _CACHE_HIT = re.compile(r"Task '?([\w-]+)'? cache hit")
-
-
-def code_version() -> str:
-    """Package version plus a hash of the installed stage code.
-
-    It is a pipeline parameter, so the local cache misses whenever the code
-    that a cached step ran has changed, even before it is committed.
-    """
-    import components
-    import tabpipe
-
-    digest = hashlib.sha256()
-    for package in (tabpipe, components):
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.relative_to(root.parent).as_posix().encode())
-            digest.update(path.read_bytes())
-    return f"{__version__}+src.{digest.hexdigest()[:12]}"
 
 
 @dataclass

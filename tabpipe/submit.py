@@ -47,7 +47,7 @@ def cluster_config(config: PipelineConfig, image_root: str, repo_root: Path = RE
 
 def submission_arguments(config: PipelineConfig, tracking_uri: str, image_root: str) -> dict[str, str]:
     """The pipeline parameters of a cluster run."""
-    from tabpipe.local_run import code_version
+    from tabpipe.version import code_version
 
     return {
         "config_json": cluster_config(config, image_root).to_parameter(),
