@@ -21,24 +21,29 @@ def deploy(
     bundle: Output[Model],
 ):
     """Write the deployable bundle, deploy it (local server: load, smoke-test), then move ``champion``."""
+    from tabpipe.adapters import deploy as stage
+    from tabpipe.artifacts import Meta
+    from tabpipe.config import PipelineConfig
     from tabpipe.deploy import parse_target
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_deploy
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
+    files = stage.ModelFiles(
+        model=model.path,
+        model_sha256=model.metadata[Meta.SHA256],
+        classes_json=model.metadata[Meta.CLASSES_JSON],
+        onnx_model=onnx_model.path,
+        onnx_sha256=onnx_model.metadata.get(Meta.ONNX_SHA256),
+    )
     with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        meta = run_deploy(
+        result = stage.run(
             cfg,
             mlflow_tracking_uri,
-            model.path,
-            model.metadata["sha256"],
-            model.metadata["classes_json"],
+            files,
             version,
             bundle.path,
-            onnx_model.path,
-            onnx_model.metadata.get("onnx_sha256"),
             target=parse_target(deploy_target),
             serving_url=serving_url,
             test=test.path,
         )
-    bundle.metadata.update(meta)
+    bundle.metadata.update(result.metadata())

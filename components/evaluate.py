@@ -29,10 +29,11 @@ def evaluate(
     import json
     import math
 
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_evaluate
+    from tabpipe.tasks import run_evaluate
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
     with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         result = run_evaluate(
             cfg,

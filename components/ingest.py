@@ -17,13 +17,15 @@ def ingest(
     test: Output[Dataset],
 ):
     """Read the source, record its row count and content hash, and split it."""
+    from tabpipe.adapters import ingest as stage
+    from tabpipe.artifacts import Meta, Split
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_ingest
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
     with stage_guard("ingest", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        meta = run_ingest(cfg, train.path, validation.path, test.path)
-    for name, artifact in (("train", train), ("validation", validation), ("test", test)):
-        artifact.metadata.update(meta)
-        artifact.metadata["split"] = name
-        artifact.metadata["code_version"] = code_version
+        result = stage.run(cfg, stage.IngestOutputs(train.path, validation.path, test.path))
+    for name, artifact in ((Split.TRAIN, train), (Split.VALIDATION, validation), (Split.TEST, test)):
+        artifact.metadata.update(result.metadata())
+        artifact.metadata[Meta.SPLIT] = name
+        artifact.metadata[Meta.CODE_VERSION] = code_version

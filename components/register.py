@@ -15,25 +15,26 @@ def register(
     model: Input[Model],
 ) -> str:
     """Register the blessed model in the MLflow Model Registry as alias ``challenger``; return the version."""
+    from tabpipe.adapters import register as stage
+    from tabpipe.artifacts import Meta
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_register
-    from tabpipe.tracking import RunContext
+    from tabpipe.tracking import RunContext, Tag
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
     ctx = RunContext(
         tracking_uri=mlflow_tracking_uri,
-        data_version=model.metadata["tabpipe.data_version"],
-        contract_hash=model.metadata["tabpipe.contract_hash"],
+        data_version=model.metadata[Tag.DATA_VERSION],
+        contract_hash=model.metadata[Tag.CONTRACT_HASH],
         config_hash=cfg.fingerprint(),
         code_version=code_version,
         kfp_run_id=kfp_run_id,
     )
     with stage_guard("register", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        version = run_register(
+        return stage.run(
             cfg,
             ctx,
-            model.metadata["mlflow_model_uri"],
-            model.metadata["mlflow_run_id"],
-            model.metadata["sha256"],
+            model.metadata[Meta.MLFLOW_MODEL_URI],
+            model.metadata[Meta.MLFLOW_RUN_ID],
+            model.metadata[Meta.SHA256],
         )
-    return version

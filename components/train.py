@@ -19,11 +19,12 @@ def train(
     onnx_model: Output[Model],
 ):
     """Search the candidate estimators, keep the best and log every trial to MLflow."""
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_train
+    from tabpipe.tasks import run_train
     from tabpipe.tracking import RunContext
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
     ctx = RunContext(
         tracking_uri=mlflow_tracking_uri,
         data_version=train.metadata["data_version"],

@@ -17,10 +17,11 @@ def transform(
     features: Output[Markdown],
 ):
     """Fit the imputation/encoding/scaling and engineered features on the training split."""
+    from tabpipe.adapters import transform as stage
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import load, run_transform
 
-    cfg = load(config_json)
+    cfg = PipelineConfig.from_parameter(config_json)
     with stage_guard("transform", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        meta = run_transform(cfg, train.path, preprocessor.path, features.path)
-    preprocessor.metadata.update(meta)
+        result = stage.run(cfg, train.path, preprocessor.path, features.path)
+    preprocessor.metadata.update(result.metadata())

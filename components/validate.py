@@ -22,15 +22,15 @@ def validate(
     report_json: Output[Artifact],
 ):
     """Check the contract, data quality and drift; drop or hash PII columns."""
+    from tabpipe.adapters import validate as stage
+    from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import ValidateOutputs, load, run_validate
 
-    cfg = load(config_json)
-    outputs = ValidateOutputs(
-        clean_train.path, clean_validation.path, clean_test.path, report_json.path, report.path
-    )
+    cfg = PipelineConfig.from_parameter(config_json)
+    splits = stage.Splits(train.path, validation.path, test.path)
+    clean = stage.Splits(clean_train.path, clean_validation.path, clean_test.path)
     with stage_guard("validate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        meta = run_validate(cfg, train.path, validation.path, test.path, outputs)
+        result = stage.run(cfg, splits, stage.ValidateOutputs(clean, report_json.path, report.path))
     for source, artifact in ((train, clean_train), (validation, clean_validation), (test, clean_test)):
         artifact.metadata.update(source.metadata)
-        artifact.metadata.update(meta)
+        artifact.metadata.update(result.metadata())

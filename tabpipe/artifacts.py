@@ -11,6 +11,12 @@ class Meta:
     """Keys of KFP artifact metadata."""
 
     N_ROWS = "n_rows"
+    N_TRAIN = "n_train"
+    N_VALIDATION = "n_validation"
+    N_TEST = "n_test"
+    WARNINGS = "warnings"
+    N_FEATURES_OUT = "n_features_out"
+    CODE_VERSION = "code_version"
     DATA_VERSION = "data_version"
     SPLIT = "split"
     SHA256 = "sha256"
@@ -26,6 +32,20 @@ class Meta:
     CLASSES_JSON = "classes_json"
     ONNX_SHA256 = "onnx_sha256"
     ONNX_REASON = "onnx_reason"
+    REASONS = "reasons"
+    CHAMPION_VERSION = "champion_version"
+    PREVIOUS_CHAMPION = "previous_champion"
+    DEPLOY_TARGET = "deploy_target"
+    SERVING_URL = "serving_url"
+    PREVIOUSLY_SERVED = "previously_served"
+
+
+class Split:
+    """Names of the three splits (the ``split`` metadata value)."""
+
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
 
 
 # Files inside directory artifacts.

@@ -326,6 +326,15 @@ class PipelineConfig(_Strict):
         """
         return json.dumps(self.model_dump(mode="json"))
 
+    @classmethod
+    def from_parameter(cls, config_json: str) -> PipelineConfig:
+        """Parse the pipeline's config parameter (the JSON :meth:`to_parameter` wrote), validating it again.
+
+        KFP struct parameters cannot hold nulls (a search space such as
+        ``max_depth: [8, null]`` needs them), so the config travels as JSON.
+        """
+        return parse_config(json.loads(config_json))
+
     def fingerprint(self) -> str:
         """A stable sha256 of the whole resolved config."""
         return hashlib.sha256(self.to_parameter().encode()).hexdigest()

@@ -14,24 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tabpipe.artifacts import BUNDLE_METADATA_FILENAME, Meta
-from tabpipe.config import PipelineConfig, parse_config
-from tabpipe.deploy import DeployTarget
-from tabpipe.errors import TabpipeError
+from tabpipe.artifacts import Meta
+from tabpipe.config import PipelineConfig
 from tabpipe.io import write_atomic
-from tabpipe.modelio import MODEL_FILENAME, load_model, save_model
+from tabpipe.modelio import load_model, save_model
 from tabpipe.tracking import RunContext
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PathLike = str | Path
-#: Test-split rows sent to a newly loaded version before it becomes the champion.
-SMOKE_TEST_ROWS = 20
-
-
-def _write_parquet(frame: pd.DataFrame, path: PathLike) -> None:
-    write_atomic(path, frame.to_parquet(index=False))
 
 
 def _read_parquet(path: PathLike) -> pd.DataFrame:
@@ -39,99 +31,6 @@ def _read_parquet(path: PathLike) -> pd.DataFrame:
     import pandas as pd
 
     return pd.read_parquet(path)
-
-
-def load(config_json: str | PipelineConfig) -> PipelineConfig:
-    """Parse the pipeline's config parameter (canonical JSON of a validated config) again.
-
-    KFP struct parameters cannot hold nulls (a search space such as
-    ``max_depth: [8, null]`` needs them), so the config travels as the JSON
-    that :meth:`PipelineConfig.to_parameter` wrote, and is re-validated here.
-    """
-    if isinstance(config_json, PipelineConfig):
-        return config_json
-    return parse_config(json.loads(config_json))
-
-
-def run_ingest(
-    config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike
-) -> dict[str, Any]:
-    """Read, hash and split the source; write the splits as Parquet."""
-    from tabpipe.stages.ingest import ingest
-
-    result = ingest(config)
-    for frame, path in (
-        (result.splits.train, train),
-        (result.splits.validation, validation),
-        (result.splits.test, test),
-    ):
-        _write_parquet(frame, path)
-    return {
-        Meta.N_ROWS: result.n_rows,
-        Meta.DATA_VERSION: result.data_version,
-        "n_train": len(result.splits.train),
-        "n_validation": len(result.splits.validation),
-        "n_test": len(result.splits.test),
-    }
-
-
-@dataclass
-class ValidateOutputs:
-    """Where validate writes: cleaned splits and the two reports."""
-
-    train: PathLike
-    validation: PathLike
-    test: PathLike
-    report_json: PathLike
-    report_markdown: PathLike
-
-
-def run_validate(
-    config: PipelineConfig, train: PathLike, validation: PathLike, test: PathLike, out: ValidateOutputs
-) -> dict[str, Any]:
-    """Check the data against the contract, quality rules and drift; apply PII handling.
-
-    The reports are written before failing, so a person can read why.
-
-    Raises:
-        DataValidationError: naming every violated rule.
-    """
-    import pandas as pd
-
-    from tabpipe.io import read_table
-    from tabpipe.stages.validate import apply_pii, raise_for_report, validate_frame
-
-    frames = [_read_parquet(p) for p in (train, validation, test)]
-    whole = pd.concat(frames, ignore_index=True)
-    reference = None
-    if config.drift.reference_uri is not None:
-        from tabpipe.config import SourceConfig
-
-        ref_source = SourceConfig(uri=config.drift.reference_uri)
-        reference, _ = read_table(ref_source.uri, ref_source.resolved_format)
-    report = validate_frame(whole, config, reference, dataset=config.name)
-    write_atomic(out.report_json, json.dumps(report.to_dict(), indent=2).encode())
-    write_atomic(out.report_markdown, report.to_markdown().encode())
-    raise_for_report(report)
-    for frame, path in zip(frames, (out.train, out.validation, out.test), strict=True):
-        _write_parquet(apply_pii(frame, config.contract), path)
-    return {
-        Meta.N_ROWS: len(whole),
-        "warnings": len(report.warnings),
-        Meta.CONTRACT_HASH: config.contract.fingerprint(),
-    }
-
-
-def run_transform(
-    config: PipelineConfig, train: PathLike, preprocessor: PathLike, report_markdown: PathLike
-) -> dict[str, Any]:
-    """Fit the preprocessing on the training split and save it."""
-    from tabpipe.stages.transform import describe_features, fit_preprocessor
-
-    fitted, names = fit_preprocessor(config, _read_parquet(train))
-    sha = save_model(fitted, preprocessor)
-    write_atomic(report_markdown, describe_features(config, names).encode())
-    return {Meta.SHA256: sha, "n_features_out": len(names)}
 
 
 def run_train(
@@ -325,79 +224,3 @@ def run_evaluate(
         champion_metrics=champion_metrics,
         slices=slices,
     )
-
-
-def run_register(
-    config: PipelineConfig, ctx: RunContext, model_uri: str, mlflow_run_id: str, model_sha256: str
-) -> str:
-    """Register the blessed model as a new version aliased ``challenger``."""
-    from tabpipe.tracking import register
-
-    return register(
-        ctx.tracking_uri, config.registry.model_name, model_uri, mlflow_run_id, model_sha256, ctx.tags()
-    )
-
-
-def run_deploy(
-    config: PipelineConfig,
-    tracking_uri: str,
-    model: PathLike,
-    model_sha256: str,
-    classes_json: str,
-    version: str,
-    bundle_dir: PathLike,
-    onnx_model: PathLike | None = None,
-    onnx_sha256: str | None = None,
-    target: DeployTarget = DeployTarget.REGISTRY,
-    serving_url: str | None = None,
-    test: PathLike | None = None,
-) -> dict[str, Any]:
-    """Write the deployable bundle, deploy it to the target, then move ``champion``.
-
-    Evaluate has already loaded and scored these exact bytes; the copy is
-    checked against the same sha256 before the alias moves, so a corrupted
-    bundle never becomes the champion (and deploy needs no scikit-learn).
-    With the ``local-server`` target the new version is first loaded into the
-    server at ``serving_url`` and smoke-tested on test-split rows; a failure
-    restores the server and leaves the alias where it was.
-    """
-    import shutil
-
-    from tabpipe.errors import ArtifactIntegrityError
-    from tabpipe.io import sha256_file
-    from tabpipe.tracking import promote
-
-    bundle = Path(bundle_dir)
-    bundle.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, bundle / MODEL_FILENAME)
-    if sha256_file(bundle / MODEL_FILENAME) != model_sha256:
-        raise ArtifactIntegrityError(f"deploy: bundle {model} does not match its recorded sha256")
-    from tabpipe.serving_spec import ONNX_FILENAME, build_serving_spec
-
-    spec = build_serving_spec(config, json.loads(classes_json), model_sha256).model_copy(
-        update={"version": version}
-    )
-    if onnx_model is not None and onnx_sha256:
-        shutil.copyfile(onnx_model, bundle / ONNX_FILENAME)
-        if sha256_file(bundle / ONNX_FILENAME) != onnx_sha256:
-            raise ArtifactIntegrityError(f"deploy: {onnx_model} does not match its recorded sha256")
-        spec = spec.model_copy(update={"onnx_sha256": onnx_sha256})
-    write_atomic(bundle / BUNDLE_METADATA_FILENAME, spec.model_dump_json(indent=2).encode())
-    served: dict[str, Any] = {}
-    if target is DeployTarget.LOCAL_SERVER:
-        from tabpipe.deploy import deploy_to_server
-        from tabpipe.features import split_xy
-
-        if serving_url is None or test is None:
-            raise TabpipeError("deploy: the local-server target needs serving_url and the test split")
-        rows, _ = split_xy(_read_parquet(test).head(SMOKE_TEST_ROWS), config)
-        before = deploy_to_server(serving_url, spec, version, rows)
-        served = {"serving_url": serving_url, "previously_served": before.version if before else ""}
-    previous = promote(tracking_uri, config.registry.model_name, version)
-    return {
-        Meta.MODEL_VERSION: version,
-        Meta.SHA256: model_sha256,
-        "previous_champion": previous or "",
-        "deploy_target": target.value,
-        **served,
-    }
