@@ -7,10 +7,14 @@ reserved for bugs.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from tabpipe.errors import ConfigError, TabpipeError
+from tabpipe.log import configure_logging
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("configs/phishing.yaml")
 DEFAULT_STATE_DIR = Path(".state")
@@ -26,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     server = ensure_server(args.tracking_uri, args.state_dir / "mlflow")
     if server.started:
-        print(f"started MLflow server at {server.url} (pid {server.pid}, log {server.log_path})")
+        log.info("started MLflow server at %s (pid %s, log %s)", server.url, server.pid, server.log_path)
     serving_url = None
     if not args.no_serve:
         from tabpipe.serving.launcher import ensure_serving
@@ -35,7 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.serving_url, config.registry.model_name, args.tracking_uri, args.state_dir / "serving"
         )
         if serving.started:
-            print(f"started serving endpoint at {serving.url} (pid {serving.pid}, log {serving.log_path})")
+            log.info(
+                "started serving endpoint at %s (pid %s, log %s)", serving.url, serving.pid, serving.log_path
+            )
         serving_url = args.serving_url
     summary = run_pipeline(
         config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache, serving_url=serving_url
@@ -256,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tabpipe`` console script."""
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         return args.func(args)
     except ConfigError as exc:

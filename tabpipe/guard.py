@@ -1,7 +1,7 @@
 """The stage guard: turns expected failures into one clear message and a record.
 
 Every component body runs inside :func:`stage_guard`. A :class:`TabpipeError`
-(bad config, bad data, drift, an unreachable service) is printed as a single
+(bad config, bad data, drift, an unreachable service) is logged as a single
 message naming the stage, recorded in MLflow as the run's failure (stage and
 reason) when the tracking server is reachable, and ends the task with exit
 code 1 instead of a traceback. Unexpected exceptions still propagate with
@@ -10,11 +10,14 @@ their traceback, because those are bugs to debug.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tabpipe.errors import TabpipeError
+from tabpipe.log import configure_logging
+
+log = logging.getLogger(__name__)
 
 FAILURE_EXIT_CODE = 1
 
@@ -22,11 +25,12 @@ FAILURE_EXIT_CODE = 1
 @contextmanager
 def stage_guard(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str) -> Iterator[None]:
     """Run a stage body; on an expected failure, report, record and exit 1."""
+    configure_logging()
     try:
         yield
     except TabpipeError as exc:
         exc.stage = stage
-        print(f"\n[tabpipe] stage '{stage}' failed: {exc}\n", file=sys.stderr, flush=True)
+        log.error("stage '%s' failed: %s", stage, exc)
         _record(stage, tracking_uri, experiment, kfp_run_id, str(exc))
         raise SystemExit(FAILURE_EXIT_CODE) from None
     except Exception as exc:
@@ -42,4 +46,4 @@ def _record(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str, rea
 
         record_outcome(tracking_uri, experiment, kfp_run_id, "failed", failed_stage=stage, reason=reason)
     except Exception as record_exc:  # noqa: BLE001 (recording must never mask the real failure)
-        print(f"[tabpipe] could not record the failure in MLflow: {record_exc}", file=sys.stderr)
+        log.warning("could not record the failure in MLflow: %s", record_exc)
