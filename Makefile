@@ -1,4 +1,5 @@
 # tabpipe: every entry point. `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -69,11 +70,17 @@ bench-serving: $(STAMP)  ## benchmark: serving latency/throughput/batch vs in-pr
 mlflow-up: $(STAMP)  ## start the local MLflow server (make run does this when needed)
 	$(BIN)/python -c "from pathlib import Path; from tabpipe.mlflow_server import ensure_server; print(ensure_server('$(MLFLOW_URI)', Path('$(STATE_DIR)/mlflow')))"
 
-mlflow-down:  ## stop the local MLflow server started by make run
-	-pkill -f "mlflow server --host 127.0.0.1" || true
+# Stops exactly the process group make run started (its PID file), never a process found by name.
+define stop_pidfile
+	@if [ -f $(1) ]; then kill -TERM -- -$$(cat $(1)) 2>/dev/null && echo "stopped pid $$(cat $(1))" \
+		|| echo "pid $$(cat $(1)) was not running"; rm -f $(1); else echo "nothing started here ($(1) absent)"; fi
+endef
 
-serve-down:  ## stop the local serving endpoint started by make run
-	-pkill -f "[-]m tabpipe.serving|tabpipe serve --model" || true
+mlflow-down:  ## stop the local MLflow server started by make run (by its PID file)
+	$(call stop_pidfile,$(STATE_DIR)/mlflow/server.pid)
+
+serve-down:  ## stop the local serving endpoint started by make run (by its PID file)
+	$(call stop_pidfile,$(STATE_DIR)/serving/server.pid)
 
 pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
 	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)

@@ -77,6 +77,10 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
     )
 
 
+#: Beside a started server's log: its PID (the leader of its process group).
+PID_FILENAME = "server.pid"
+
+
 def start_detached(
     what: str,
     command: list[str],
@@ -86,6 +90,9 @@ def start_detached(
     env: dict[str, str] | None = None,
 ) -> ServerHandle:
     """Start a server process in its own session (it outlives this one) and wait until ``is_up``.
+
+    Its PID is written to ``server.pid`` beside the log, so ``make mlflow-down`` and
+    ``make serve-down`` stop exactly the process they started (its process group).
 
     Raises:
         ServiceError: the process exited or did not come up in time; the message points at its log.
@@ -100,6 +107,7 @@ def start_detached(
             start_new_session=True,
             env=env,
         )
+    (log_path.parent / PID_FILENAME).write_text(f"{process.pid}\n")
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if is_up():
