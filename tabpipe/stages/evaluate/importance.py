@@ -5,8 +5,9 @@ repeat (30 columns x 3 repeats = 90 calls through the whole pipeline on the
 default data), and each call pays the pipeline's fixed cost: pandas column
 handling, input validation and, for tree ensembles, a thread-pool start per tree.
 Here every permuted copy of the rows is stacked into one frame and scored in a
-few large ``predict`` calls. The shuffles are drawn exactly as scikit-learn
-draws them, so the numbers are the same.
+few large ``predict`` calls, and rows a shuffle leaves exactly as they were
+(common with coded features) reuse their baseline prediction. The shuffles are
+drawn exactly as scikit-learn draws them, so the numbers are the same.
 """
 
 from __future__ import annotations
@@ -51,15 +52,37 @@ def sklearn_shuffles(seed: int, n_rows: int, n_repeats: int) -> list[np.ndarray]
     return orders
 
 
+def _unchanged(column: pd.Series, order: np.ndarray) -> np.ndarray:
+    """Rows whose value the reordering leaves exactly as it was (False when unsure).
+
+    Only plain numpy numeric and boolean columns are compared: equal values, equal NaN-ness
+    and, for floats, equal sign (a model could tell -0.0 from 0.0). Other dtypes count as
+    changed, which is always safe.
+    """
+    values = column.to_numpy()
+    if column.dtype.kind not in "biuf" or values.dtype == object:
+        return np.zeros(len(values), dtype=bool)
+    moved = values[order]
+    if values.dtype.kind != "f":
+        return values == moved
+    same = (values == moved) & (np.signbit(values) == np.signbit(moved))
+    return same | (np.isnan(values) & np.isnan(moved))
+
+
 def _stacked(features: pd.DataFrame, jobs: list[tuple[int, np.ndarray]]) -> pd.DataFrame:
-    """One frame holding, block after block, ``features`` with column ``j`` reordered by ``order``."""
-    n = len(features)
+    """The rows of ``features`` with column ``j`` reordered by ``order``, for every job stacked.
+
+    Each job gives ``(column index, order, rows)``: only ``rows`` of the permuted copy are kept.
+    """
+    takes = [np.concatenate([rows for _, _, rows in jobs])] * features.shape[1]
     columns = {}
     for j, name in enumerate(features.columns):
-        take = np.tile(np.arange(n), len(jobs))
-        for k, (col, order) in enumerate(jobs):
+        take = takes[j].copy()
+        start = 0
+        for col, order, rows in jobs:
             if col == j:
-                take[k * n : (k + 1) * n] = order
+                take[start : start + len(rows)] = order[rows]
+            start += len(rows)
         # ``take`` on the column's own array keeps its dtype (nullable, string, categorical).
         columns[name] = features[name].array.take(take)
     return pd.DataFrame(columns, columns=features.columns)
@@ -84,8 +107,9 @@ def permutation_importance_table(
     scoring=..., n_repeats=n_repeats, random_state=seed)`` on the same rows: the shuffles are
     drawn the same way (:func:`sklearn_shuffles`) and the scores computed with the same
     functions. Only the batching differs: all permuted copies are predicted in a few stacked
-    calls, which assumes (as holds for fitted scikit-learn pipelines) that a row's prediction
-    does not depend on the other rows it is predicted with.
+    calls, and a permuted row equal to its original keeps its baseline prediction. Both assume
+    (as holds for fitted scikit-learn pipelines) that a row's prediction depends on that row
+    only, not on the other rows it is predicted with.
 
     Args:
         model: A fitted scikit-learn pipeline taking the raw features.
@@ -113,16 +137,39 @@ def permutation_importance_table(
     n = len(features)
     score = accuracy_score if task.is_classification else r2_score
 
-    baseline = score(y, model.predict(features))
+    base_pred = np.asarray(model.predict(features))
+    baseline = score(y, base_pred)
     orders = sklearn_shuffles(seed, n, n_repeats)
-    jobs = [(j, r) for j in range(features.shape[1]) for r in range(n_repeats)]
+    # Rows a shuffle leaves unchanged keep their baseline prediction; only the others are predicted.
+    jobs = []
+    for j, name in enumerate(features.columns):
+        for r, order in enumerate(orders):
+            changed = np.flatnonzero(~_unchanged(features[name], order))
+            jobs.append((j, r, order, changed))
     permuted = np.empty((features.shape[1], n_repeats))
-    per_call = max(1, _BATCH_ROWS // max(n, 1))
-    for start in range(0, len(jobs), per_call):
-        chunk = jobs[start : start + per_call]
-        pred = np.asarray(model.predict(_stacked(features, [(j, orders[r]) for j, r in chunk])))
-        for k, (j, r) in enumerate(chunk):
-            permuted[j, r] = score(y, pred[k * n : (k + 1) * n])
+    batch: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        stacked = _stacked(features, [(j, o, rows) for j, _, o, rows in batch])
+        # scikit-learn refuses zero rows; a batch of constant columns has nothing to predict.
+        pred = np.asarray(model.predict(stacked)) if len(stacked) else base_pred[:0]
+        start = 0
+        for j, r, _, rows in batch:
+            job_pred = base_pred.copy()
+            job_pred[rows] = pred[start : start + len(rows)]
+            start += len(rows)
+            permuted[j, r] = score(y, job_pred)
+        batch.clear()
+
+    pending = 0
+    for job in jobs:
+        batch.append(job)
+        pending += len(job[3])
+        if pending >= _BATCH_ROWS:
+            flush()
+            pending = 0
+    if batch:
+        flush()
 
     importances = baseline - permuted
     table = pd.DataFrame(

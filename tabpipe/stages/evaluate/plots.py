@@ -38,45 +38,47 @@ def write_plots(
         ``{name: path}`` where name is the file's stem, e.g. ``"roc_curve"``.
 
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: components run without a display
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
     def save(fig: Any, name: str) -> None:
         path = out_dir / f"{name}.png"
-        try:
-            fig.tight_layout()
-            fig.savefig(path, dpi=_DPI)
-        finally:
-            plt.close(fig)
+        fig.tight_layout()
+        fig.savefig(path, dpi=_DPI)
         written[name] = path
 
     if task.is_classification:
-        save(_plot_confusion(plt, pred), "confusion_matrix")
-        roc = _plot_roc(plt, pred, task)
+        save(_plot_confusion(pred), "confusion_matrix")
+        roc = _plot_roc(pred, task)
         if roc is not None:
             save(roc, "roc_curve")
         if task is TaskType.BINARY:
-            pr = _plot_pr(plt, pred)
+            pr = _plot_pr(pred)
             if pr is not None:
                 save(pr, "pr_curve")
     else:
-        save(_plot_residuals(plt, pred), "residuals")
+        save(_plot_residuals(pred), "residuals")
     if len(importance) > 0:
-        save(_plot_importance(plt, importance), "feature_importance")
+        save(_plot_importance(importance), "feature_importance")
     return written
 
 
-def _plot_confusion(plt: Any, pred: Predictions) -> Any:
+def _subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure with one axes, drawn by Agg without pyplot: headless, and no global figure to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
+def _plot_confusion(pred: Predictions) -> Any:
     categories, matrix = confusion(pred)
     k = len(categories)
     size = min(10.0, 3.0 + 0.4 * k)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = _subplots(figsize=(size + 1, size))
     counts = np.array(matrix)
     image = ax.imshow(counts, cmap="Blues", vmin=0)  # vmin=0: shades compare counts, not their spread
     fig.colorbar(image, ax=ax)
@@ -94,7 +96,7 @@ def _plot_confusion(plt: Any, pred: Predictions) -> Any:
     return fig
 
 
-def _plot_roc(plt: Any, pred: Predictions, task: TaskType) -> Any | None:
+def _plot_roc(pred: Predictions, task: TaskType) -> Any | None:
     from sklearn.metrics import roc_curve
 
     assert pred.proba is not None
@@ -114,7 +116,7 @@ def _plot_roc(plt: Any, pred: Predictions, task: TaskType) -> Any | None:
             curves.append((f"{label} vs rest (AUC {auc:.3f})", fpr, tpr))
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     for label, fpr, tpr in curves:
         ax.plot(fpr, tpr, label=label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
@@ -125,7 +127,7 @@ def _plot_roc(plt: Any, pred: Predictions, task: TaskType) -> Any | None:
     return fig
 
 
-def _plot_pr(plt: Any, pred: Predictions) -> Any | None:
+def _plot_pr(pred: Predictions) -> Any | None:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     assert pred.proba is not None
@@ -134,7 +136,7 @@ def _plot_pr(plt: Any, pred: Predictions) -> Any | None:
         return None
     precision, recall, _ = precision_recall_curve(is_positive, pred.proba[:, 1])
     ap = average_precision_score(is_positive, pred.proba[:, 1])
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     ax.plot(recall, precision, label=f"{pred.classes[-1]} (AP {ap:.3f})")
     ax.axhline(is_positive.mean(), linestyle="--", color="grey", linewidth=1, label="base rate")
     ax.set_xlabel("recall")
@@ -144,8 +146,8 @@ def _plot_pr(plt: Any, pred: Predictions) -> Any | None:
     return fig
 
 
-def _plot_residuals(plt: Any, pred: Predictions) -> Any:
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+def _plot_residuals(pred: Predictions) -> Any:
+    fig, ax = _subplots(figsize=(5, 4.5))
     ax.scatter(pred.y_true, pred.y_pred, s=8, alpha=0.5)
     low = float(min(pred.y_true.min(), pred.y_pred.min()))
     high = float(max(pred.y_true.max(), pred.y_pred.max()))
@@ -156,9 +158,9 @@ def _plot_residuals(plt: Any, pred: Predictions) -> Any:
     return fig
 
 
-def _plot_importance(plt: Any, importance: pd.DataFrame) -> Any:
+def _plot_importance(importance: pd.DataFrame) -> Any:
     top = importance.head(_TOP_FEATURES).iloc[::-1]  # barh draws bottom-up; most important on top
-    fig, ax = plt.subplots(figsize=(6, 1.5 + 0.3 * len(top)))
+    fig, ax = _subplots(figsize=(6, 1.5 + 0.3 * len(top)))
     ax.barh(top["feature"].astype(str), top["importance_mean"], xerr=top["importance_std"], color="tab:blue")
     ax.set_xlabel("mean score drop when shuffled")
     ax.set_title("Permutation feature importance")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from evaluate_support import binary_target, make_frame
+from evaluate_support import binary_target, make_frame, make_pipeline
 
 from tabpipe.config import TaskType
 from tabpipe.stages.evaluate import (
@@ -89,6 +89,9 @@ def test_permutation_importance_equals_sklearn_with_categories_nulls_and_trees()
     rng = np.random.default_rng(12)
     frame["count"] = pd.array(rng.integers(0, 5, size=len(frame)), dtype="Int64")
     frame.loc[rng.random(len(frame)) < 0.1, "count"] = pd.NA
+    frame["coded"] = rng.choice([-1, 0, 1], size=len(frame))  # most shuffled rows keep their value
+    frame["constant"] = 1.0  # no row changes: nothing to predict
+    frame["signed_zero"] = np.where(rng.random(len(frame)) < 0.5, 0.0, -0.0)
     y = pd.Series(binary_target(frame, 13) ^ (frame["region"] == "east").to_numpy(), name="y")
     categorical = Pipeline(
         [
@@ -98,7 +101,11 @@ def test_permutation_importance_equals_sklearn_with_categories_nulls_and_trees()
     )
     pre = ColumnTransformer(
         [
-            ("num", SimpleImputer(strategy="median", add_indicator=True), ["x1", "x2", "noise", "count"]),
+            (
+                "num",
+                SimpleImputer(strategy="median", add_indicator=True),
+                ["x1", "x2", "noise", "count", "coded", "constant", "signed_zero"],
+            ),
             ("cat", categorical, ["region"]),
         ]
     )
@@ -114,3 +121,14 @@ def test_permutation_importance_on_sampled_rows_equals_sklearn_on_that_sample(bi
     reference = _sklearn_table(model, frame.iloc[rows], y.iloc[rows], TaskType.BINARY, 2, 2)
     for row in ours.itertuples():
         assert row.importance_mean == pytest.approx(reference[row.feature][0], abs=1e-12)
+
+
+def test_permutation_importance_of_only_constant_columns_is_zero():
+    from sklearn.dummy import DummyClassifier
+
+    frame = pd.DataFrame({"a": np.ones(50), "b": np.zeros(50, dtype=int)})
+    y = pd.Series(np.arange(50) % 2)
+    model = make_pipeline(DummyClassifier()).set_params(pre="passthrough").fit(frame, y)
+    table = permutation_importance_table(model, frame, y, TaskType.BINARY, seed=0, n_repeats=2)
+    assert table["importance_mean"].tolist() == [0.0, 0.0]
+    assert table["importance_std"].tolist() == [0.0, 0.0]
