@@ -102,10 +102,17 @@ class EvaluationOutput:
 
 
 def _champion_metrics(
-    config: PipelineConfig, tracking_uri: str, test_frame: pd.DataFrame
+    config: PipelineConfig,
+    tracking_uri: str,
+    test_frame: pd.DataFrame,
+    test_fingerprint: str | None = None,
+    metric_names: tuple[str, ...] = (),
 ) -> tuple[str, dict] | None:
     """Score the current champion on the same test split, so the comparison is fair.
 
+    When the champion's run recorded ``metric_names`` on this very test split (its
+    ``test_fingerprint`` tag matches), those numbers are used: scoring the same bundle on
+    the same rows again would give the same ones, at the cost of a download and a load.
     When the champion's bundle cannot be fetched or fails verification, fall
     back to the test metrics recorded on its run rather than skip the gate.
     """
@@ -120,6 +127,12 @@ def _champion_metrics(
     current = tracking.champion(mlflow_client, config.registry.model_name)
     if current is None:
         return None
+    if test_fingerprint and metric_names:
+        recorded = tracking.recorded_test_metrics(
+            mlflow_client, current.run_id, test_fingerprint, metric_names
+        )
+        if recorded is not None:
+            return current.version, recorded
     try:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
@@ -195,7 +208,8 @@ def run_evaluate(
     slices = ev.slice_metrics(
         test_frame, pred, config.task, config.evaluation.slices, config.evaluation.max_slice_values
     )
-    champ = _champion_metrics(config, tracking_uri, test_frame)
+    fingerprint = ev.frame_fingerprint(test_frame)
+    champ = _champion_metrics(config, tracking_uri, test_frame, fingerprint, tuple(metrics))
     champion_version, champion_metrics = champ if champ else (None, None)
     parity = _onnx_parity_check(config, fitted, model_sha256, test_frame, onnx_model, onnx_sha256)
     blessing = ev.bless(metrics, config.evaluation, champion_metrics, extra_checks=[parity])
@@ -210,7 +224,7 @@ def run_evaluate(
     }
     with tempfile.TemporaryDirectory() as tmp:
         plots = ev.write_plots(pred, importance, config.task, Path(tmp))
-        log_evaluation(tracking_uri, mlflow_run_id, metrics, record, slices, plots)
+        log_evaluation(tracking_uri, mlflow_run_id, metrics, record, slices, plots, fingerprint)
     write_atomic(report_markdown, ev.render_markdown(metrics, slices, blessing, champion_metrics).encode())
     write_atomic(blessing_json, json.dumps(record, indent=2, default=str).encode())
     classification = config.task.is_classification

@@ -9,24 +9,33 @@ one deployed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tabpipe.errors import ServiceError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from tabpipe.config import PipelineConfig
+    from tabpipe.config import Metric, PipelineConfig
     from tabpipe.serving_spec import ServingSpec
-    from tabpipe.stages.train import TrainResult
 
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
 BUNDLE_ARTIFACT_DIR = "bundle"
+EVALUATION_ARTIFACT_DIR = "evaluation"
+
+#: What the logged MLflow model needs to load: what MLflow's own inference (a subprocess that
+#: loads the model, about 5 s) finds for these bundles, minus the test runner it picks up.
+MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops", "tabpipe")
+#: Trial runs logged at once: the calls are small and mostly wait on the server.
+_TRIAL_LOGGING_THREADS = 4
 
 
 class Tag:
@@ -43,6 +52,7 @@ class Tag:
     FAILURE_REASON = "tabpipe.failure_reason"
     BUNDLE_SHA256 = "tabpipe.bundle_sha256"
     BLESSED = "tabpipe.blessed"
+    TEST_FINGERPRINT = "tabpipe.test_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -89,10 +99,128 @@ def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
     return mlflow_client.create_experiment(name)
 
 
+class TrialRecord(Protocol):
+    """One hyperparameter setting tried in cross-validation (the train stage's ``Trial``)."""
+
+    @property
+    def params(self) -> dict[str, Any]: ...  # noqa: D102
+    @property
+    def cv_mean(self) -> float: ...  # noqa: D102
+    @property
+    def cv_std(self) -> float: ...  # noqa: D102
+    @property
+    def fit_seconds(self) -> float: ...  # noqa: D102
+
+
+class CandidateRecord(Protocol):
+    """One searched estimator (the train stage's ``CandidateResult``)."""
+
+    @property
+    def estimator(self) -> str: ...  # noqa: D102
+    @property
+    def best_params(self) -> dict[str, Any]: ...  # noqa: D102
+    @property
+    def cv_score(self) -> float: ...  # noqa: D102
+    @property
+    def validation_score(self) -> float: ...  # noqa: D102
+    @property
+    def search_seconds(self) -> float: ...  # noqa: D102
+    @property
+    def model(self) -> Any: ...  # noqa: D102
+    @property
+    def trials(self) -> Sequence[TrialRecord]: ...  # noqa: D102
+
+
+class SearchRecord(Protocol):
+    """What a hyperparameter search produced, best candidate first (the train stage's ``TrainResult``).
+
+    A protocol, so that tracking depends on no stage module: any object with these
+    attributes can be logged.
+    """
+
+    @property
+    def metric(self) -> Metric: ...  # noqa: D102
+    @property
+    def candidates(self) -> Sequence[CandidateRecord]: ...  # noqa: D102
+    @property
+    def best(self) -> CandidateRecord: ...  # noqa: D102
+
+
+@contextmanager
+def _no_run_url_printing() -> Iterator[None]:
+    """Stop MLflow printing a run's URL when it ends: it fetches the run again just to print it."""
+    key = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+    before = os.environ.get(key)
+    os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _log_trials(
+    mlflow_client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    tags: dict[str, str],
+    result: SearchRecord,
+) -> None:
+    """One finished nested run per trial, with its params, CV mean/std and fit time.
+
+    Each trial takes three calls (create, log, finish); trials are logged concurrently
+    because each call mostly waits on the server.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.entities import Metric as MlflowMetric
+    from mlflow.entities import Param, RunTag
+
+    metric = result.metric.value
+
+    def log_one(estimator: str, i: int, trial: TrialRecord) -> None:
+        run = mlflow_client.create_run(
+            experiment_id,
+            run_name=f"{estimator}-trial-{i}",
+            tags={"mlflow.parentRunId": parent_run_id, **tags, "estimator": estimator},
+        )
+        mlflow_client.log_batch(
+            run.info.run_id,
+            metrics=[
+                MlflowMetric(f"cv_{metric}_mean", trial.cv_mean, 0, 0),
+                MlflowMetric(f"cv_{metric}_std", trial.cv_std, 0, 0),
+                MlflowMetric("fit_seconds", trial.fit_seconds, 0, 0),
+            ],
+            params=[Param("estimator", estimator)] + [Param(k, str(v)) for k, v in trial.params.items()],
+            tags=[RunTag("tabpipe.trial", str(i))],
+        )
+        mlflow_client.set_terminated(run.info.run_id)
+
+    jobs = [(c.estimator, i, trial) for c in result.candidates for i, trial in enumerate(c.trials)]
+    with _no_run_url_printing(), ThreadPoolExecutor(_TRIAL_LOGGING_THREADS) as pool:
+        # list(): re-raise the first failure here.
+        list(pool.map(lambda job: log_one(*job), jobs))
+
+
+def model_requirements() -> list[str]:
+    """:data:`MODEL_REQUIREMENTS` pinned to the installed versions (those not installed left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in MODEL_REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
 def log_training(
     ctx: RunContext,
     config: PipelineConfig,
-    result: TrainResult,
+    result: SearchRecord,
     bundle_path: Path,
     bundle_sha256: str,
     input_example: Any,
@@ -101,13 +229,30 @@ def log_training(
 ) -> tuple[str, str]:
     """Log the search (one nested run per trial) and the winning model.
 
+    The parent run gets the run-identity tags, the best params, the CV and validation
+    scores, the leaderboard, the contract and the bundle files (skops, ONNX when
+    exported, serving spec); the model is also logged as an MLflow model (skops, with
+    signature, input example and pinned pip requirements).
+
+    Args:
+        ctx: Identity of the pipeline run.
+        config: The pipeline config (experiment name, contract).
+        result: The search, best candidate first (e.g. the train stage's ``TrainResult``).
+        bundle_path: The saved skops bundle of the best model.
+        bundle_sha256: Its checksum.
+        input_example: A few raw feature rows.
+        serving_spec: The serving spec, logged next to the bundle.
+        onnx_path: The ONNX export, or None when there is none.
+
     Returns:
         The parent run id and the logged model's URI.
+
     """
     import mlflow
     from mlflow.entities import Metric as MlflowMetric
     from mlflow.entities import Param, RunTag
     from mlflow.models import infer_signature
+    from threadpoolctl import threadpool_limits
 
     from tabpipe.modelio import MODEL_FILENAME, trusted_types
     from tabpipe.serving_spec import ONNX_FILENAME, SERVING_SPEC_FILENAME
@@ -115,40 +260,21 @@ def log_training(
     mlflow_client = client(ctx.tracking_uri)
     experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
     best = result.best
+    metric = result.metric.value
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{best.estimator}") as parent:
-        mlflow.set_tags({**ctx.tags(), Tag.STAGE: "train"})
-        mlflow.log_params(
-            {f"best.{k}": v for k, v in best.best_params.items()} | {"best.estimator": best.estimator}
+        run_id = parent.info.run_id
+        params = {f"best.{k}": v for k, v in best.best_params.items()} | {"best.estimator": best.estimator}
+        tags = {**ctx.tags(), Tag.STAGE: "train", Tag.BUNDLE_SHA256: bundle_sha256}
+        mlflow_client.log_batch(
+            run_id,
+            metrics=[
+                MlflowMetric(f"cv_{metric}", best.cv_score, 0, 0),
+                MlflowMetric(f"validation_{metric}", best.validation_score, 0, 0),
+            ],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        mlflow.log_metrics(
-            {
-                f"cv_{result.metric.value}": best.cv_score,
-                f"validation_{result.metric.value}": best.validation_score,
-            }
-        )
-        for candidate in result.candidates:
-            for i, trial in enumerate(candidate.trials):
-                run = mlflow_client.create_run(
-                    experiment_id,
-                    run_name=f"{candidate.estimator}-trial-{i}",
-                    tags={
-                        "mlflow.parentRunId": parent.info.run_id,
-                        **ctx.tags(),
-                        "estimator": candidate.estimator,
-                    },
-                )
-                mlflow_client.log_batch(
-                    run.info.run_id,
-                    metrics=[
-                        MlflowMetric(f"cv_{result.metric.value}_mean", trial.cv_mean, 0, 0),
-                        MlflowMetric(f"cv_{result.metric.value}_std", trial.cv_std, 0, 0),
-                        MlflowMetric("fit_seconds", trial.fit_seconds, 0, 0),
-                    ],
-                    params=[Param("estimator", candidate.estimator)]
-                    + [Param(k, str(v)) for k, v in trial.params.items()],
-                    tags=[RunTag("tabpipe.trial", str(i))],
-                )
-                mlflow_client.set_terminated(run.info.run_id)
+        _log_trials(mlflow_client, experiment_id, run_id, ctx.tags(), result)
         leaderboard = [
             {
                 "estimator": c.estimator,
@@ -159,31 +285,36 @@ def log_training(
             }
             for c in result.candidates
         ]
-        mlflow.log_dict({"metric": result.metric.value, "candidates": leaderboard}, "leaderboard.json")
-        mlflow.log_dict(config.contract.model_dump(mode="json"), "contract.json")
         with tempfile.TemporaryDirectory() as tmp:
-            # KFP names artifact files after the output ("model"); the registry copy gets its real name.
-            named = Path(tmp) / MODEL_FILENAME
-            shutil.copyfile(bundle_path, named)
-            mlflow.log_artifact(str(named), artifact_path=BUNDLE_ARTIFACT_DIR)
+            # One upload call for every file; KFP names artifact files after the output
+            # ("model"), so the registry copy gets its real name.
+            root = Path(tmp)
+            bundle = root / BUNDLE_ARTIFACT_DIR
+            bundle.mkdir()
+            (root / "leaderboard.json").write_text(
+                json.dumps({"metric": metric, "candidates": leaderboard}, indent=2)
+            )
+            (root / "contract.json").write_text(json.dumps(config.contract.model_dump(mode="json"), indent=2))
+            shutil.copyfile(bundle_path, bundle / MODEL_FILENAME)
             if onnx_path is not None:
-                onnx_named = Path(tmp) / ONNX_FILENAME
-                shutil.copyfile(onnx_path, onnx_named)
-                mlflow.log_artifact(str(onnx_named), artifact_path=BUNDLE_ARTIFACT_DIR)
-        mlflow.log_text(
-            serving_spec.model_dump_json(indent=2), f"{BUNDLE_ARTIFACT_DIR}/{SERVING_SPEC_FILENAME}"
-        )
-        mlflow.set_tag(Tag.BUNDLE_SHA256, bundle_sha256)
-        signature = infer_signature(input_example, best.model.predict(input_example))
-        model_info = mlflow.sklearn.log_model(
-            best.model,
-            name="model",
-            signature=signature,
-            input_example=input_example,
-            serialization_format="skops",
-            skops_trusted_types=trusted_types(bundle_path.read_bytes(), str(bundle_path)),
-        )
-    return parent.info.run_id, model_info.model_uri
+                shutil.copyfile(onnx_path, bundle / ONNX_FILENAME)
+            (bundle / SERVING_SPEC_FILENAME).write_text(serving_spec.model_dump_json(indent=2))
+            mlflow_client.log_artifacts(run_id, str(root))
+        # A handful of rows: one thread, because a thread pool's start-up per tree
+        # (histogram gradient boosting) costs far more than the prediction itself.
+        with threadpool_limits(limits=1):
+            signature = infer_signature(input_example, best.model.predict(input_example))
+            model_info = mlflow.sklearn.log_model(
+                best.model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                serialization_format="skops",
+                skops_trusted_types=trusted_types(bundle_path.read_bytes(), str(bundle_path)),
+                # Explicit, so MLflow does not infer them by loading the model in a subprocess.
+                pip_requirements=model_requirements(),
+            )
+    return run_id, model_info.model_uri
 
 
 def log_evaluation(
@@ -193,20 +324,56 @@ def log_evaluation(
     blessing: dict[str, Any],
     slices: list[dict[str, Any]],
     plots: dict[str, Path],
+    test_fingerprint: str | None = None,
 ) -> None:
-    """Attach test metrics, the blessing, slice metrics and plots to the training run."""
+    """Attach test metrics, the blessing, slice metrics and plots to the training run.
+
+    Two calls: one batch of metrics and tags, one upload of the ``evaluation`` folder
+    (``blessing.json``, ``slices.json``, ``plots/*.png``). ``test_fingerprint`` names the
+    test split the metrics were computed on (see :func:`recorded_test_metrics`).
+    """
     import math
 
-    mlflow_client = client(tracking_uri)
     from mlflow.entities import Metric as MlflowMetric
+    from mlflow.entities import RunTag
 
+    mlflow_client = client(tracking_uri)
     finite = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
-    mlflow_client.log_batch(run_id, metrics=[MlflowMetric(f"test_{k}", v, 0, 0) for k, v in finite.items()])
-    mlflow_client.set_tag(run_id, Tag.BLESSED, str(bool(blessing["blessed"])).lower())
-    mlflow_client.log_dict(run_id, blessing, "evaluation/blessing.json")
-    mlflow_client.log_dict(run_id, {"slices": slices}, "evaluation/slices.json")
-    for path in plots.values():
-        mlflow_client.log_artifact(run_id, str(path), artifact_path="evaluation/plots")
+    tags = {Tag.BLESSED: str(bool(blessing["blessed"])).lower()}
+    if test_fingerprint:
+        tags[Tag.TEST_FINGERPRINT] = test_fingerprint
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[MlflowMetric(f"test_{k}", v, 0, 0) for k, v in finite.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "blessing.json").write_text(json.dumps(blessing, indent=2))
+        (folder / "slices.json").write_text(json.dumps({"slices": slices}, indent=2))
+        if plots:
+            (folder / "plots").mkdir()
+            for path in plots.values():
+                shutil.copyfile(path, folder / "plots" / Path(path).name)
+        mlflow_client.log_artifacts(run_id, str(folder), artifact_path=EVALUATION_ARTIFACT_DIR)
+
+
+def recorded_test_metrics(
+    mlflow_client: MlflowClient, run_id: str, test_fingerprint: str, names: Sequence[str]
+) -> dict[str, float] | None:
+    """The test metrics logged on a run, if they were computed on this very test split.
+
+    Scoring the same bundle on the same rows gives the same numbers, so these can stand
+    in for scoring it again. None when the run recorded another (or no) test split, or
+    lacks one of ``names`` (an undefined metric is not logged; scoring again gives it).
+    """
+    data = mlflow_client.get_run(run_id).data
+    if data.tags.get(Tag.TEST_FINGERPRINT) != test_fingerprint:
+        return None
+    recorded = {k.removeprefix("test_"): v for k, v in data.metrics.items() if k.startswith("test_")}
+    if any(name not in recorded for name in names):
+        return None
+    return {name: float(recorded[name]) for name in names}
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ without it.
 
 Modules: :mod:`.predictions` (running the model), :mod:`.metrics` (metrics,
 confusion matrix, ROC points), :mod:`.slices`, :mod:`.gate` (the blessing),
-:mod:`.importance` (permutation importance), :mod:`.plots` and :mod:`.report`.
+:mod:`.importance` (permutation importance), :mod:`.plots`, :mod:`.report` and
+:mod:`.fingerprint` (of the test split, so a champion's recorded metrics can be reused).
 """
 
+from tabpipe.stages.evaluate.fingerprint import frame_fingerprint
 from tabpipe.stages.evaluate.gate import Blessing, GateCheck, bless
 from tabpipe.stages.evaluate.importance import permutation_importance_table
 from tabpipe.stages.evaluate.metrics import compute_metrics, confusion, roc_curve_points
@@ -30,6 +32,7 @@ __all__ = [
     "bless",
     "compute_metrics",
     "confusion",
+    "frame_fingerprint",
     "permutation_importance_table",
     "predict",
     "render_markdown",

@@ -6,7 +6,8 @@ default data), and each call pays the pipeline's fixed cost: pandas column
 handling, input validation and, for tree ensembles, a thread-pool start per tree.
 Here every permuted copy of the rows is stacked into one frame and scored in a
 few large ``predict`` calls, and rows a shuffle leaves exactly as they were
-(common with coded features) reuse their baseline prediction. The shuffles are
+(common with coded features) reuse their baseline prediction; identical rows are
+predicted once. The shuffles are
 drawn exactly as scikit-learn draws them, so the numbers are the same.
 """
 
@@ -69,6 +70,42 @@ def _unchanged(column: pd.Series, order: np.ndarray) -> np.ndarray:
     return same | (np.isnan(values) & np.isnan(moved))
 
 
+def _row_keys(frame: pd.DataFrame) -> np.ndarray | None:
+    """The raw bits of each row (one uint64 per cell), or None when a column is not plain numeric.
+
+    Rows with equal keys hold bit-identical values (so -0.0 and 0.0 differ, and NaN only
+    equals the same NaN), hence get the same prediction.
+    """
+    parts = []
+    for _, column in frame.items():
+        values = column.to_numpy()
+        if values.dtype.kind in "biu":
+            parts.append(values.astype(np.int64).view(np.uint64))
+        elif values.dtype == np.float64:
+            parts.append(values.view(np.uint64))
+        else:
+            return None
+    return np.column_stack(parts) if parts else None
+
+
+def _predict_distinct(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """``model.predict(frame)``, predicting each distinct row once (coded features repeat a lot).
+
+    Rows are grouped by a 64-bit hash of their bits, and the grouping is then checked
+    bit for bit; on a hash collision every row is predicted.
+    """
+    keys = _row_keys(frame)
+    if keys is None:
+        return np.asarray(model.predict(frame))
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(keys), index=False).to_numpy()
+    codes, uniques = pd.factorize(hashes)
+    first = np.empty(len(uniques), dtype=np.intp)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # reversed: the first row of each group wins
+    if not np.array_equal(keys[first][codes], keys):
+        return np.asarray(model.predict(frame))
+    return np.asarray(model.predict(frame.iloc[first]))[codes]
+
+
 def _stacked(features: pd.DataFrame, jobs: list[tuple[int, np.ndarray]]) -> pd.DataFrame:
     """The rows of ``features`` with column ``j`` reordered by ``order``, for every job stacked.
 
@@ -107,7 +144,8 @@ def permutation_importance_table(
     scoring=..., n_repeats=n_repeats, random_state=seed)`` on the same rows: the shuffles are
     drawn the same way (:func:`sklearn_shuffles`) and the scores computed with the same
     functions. Only the batching differs: all permuted copies are predicted in a few stacked
-    calls, and a permuted row equal to its original keeps its baseline prediction. Both assume
+    calls, a permuted row equal to its original keeps its baseline prediction, and
+    bit-identical rows of numeric frames are predicted once. All three assume
     (as holds for fitted scikit-learn pipelines) that a row's prediction depends on that row
     only, not on the other rows it is predicted with.
 
@@ -152,7 +190,7 @@ def permutation_importance_table(
     def flush() -> None:
         stacked = _stacked(features, [(j, o, rows) for j, _, o, rows in batch])
         # scikit-learn refuses zero rows; a batch of constant columns has nothing to predict.
-        pred = np.asarray(model.predict(stacked)) if len(stacked) else base_pred[:0]
+        pred = _predict_distinct(model, stacked) if len(stacked) else base_pred[:0]
         start = 0
         for j, r, _, rows in batch:
             job_pred = base_pred.copy()
