@@ -235,11 +235,32 @@ class EvaluationConfig(_Strict):
 
 
 class DriftConfig(_Strict):
-    """Drift check against a reference data set."""
+    """Drift check against a reference data set.
+
+    A column drifts when its shift is both significant (Benjamini-Hochberg adjusted
+    p-value below ``alpha``) and material (effect size at least ``min_effect``: the KS
+    statistic for numbers, the total variation distance for categories; both are the
+    share of probability mass that moved, 0 to 1). The run stops when a critical column
+    drifts, or when more than ``max_drifted_share`` of the tested columns do.
+    """
 
     reference_uri: str | None = Field(default=None, description="Reference data; no drift check when unset.")
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
-    max_drifted_share: float = Field(default=0.3, ge=0.0, le=1.0)
+    alpha: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="False discovery rate (Benjamini-Hochberg)."
+    )
+    min_effect: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Smallest effect size (0-1) that counts as drift."
+    )
+    min_effect_by_column: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default={}, description="Per-column overrides of min_effect."
+    )
+    critical_columns: list[str] | None = Field(
+        default=None,
+        description="Columns whose drift stops the run; unset means every model feature.",
+    )
+    max_drifted_share: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="The run also stops above this share of drifted columns."
+    )
 
 
 class RegistryConfig(_Strict):
@@ -306,6 +327,13 @@ class PipelineConfig(_Strict):
             self.source.resolved_format  # noqa: B018 (inferring the format validates it)
         except ConfigError as exc:
             problems.append(str(exc))
+        for where, names in (
+            ("drift.min_effect_by_column", list(self.drift.min_effect_by_column)),
+            ("drift.critical_columns", self.drift.critical_columns or []),
+        ):
+            unknown = [name for name in names if name not in columns]
+            if unknown:
+                problems.append(f"{where}: {unknown} not contract column(s)")
         ts = self.split.timestamp_column
         if ts is not None and ts not in columns:
             problems.append(f"split.timestamp_column {ts!r} is not a contract column")

@@ -394,3 +394,16 @@ def test_every_cross_field_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "models.0.estimator 'ridge' cannot do binary_classification" in message
     assert "metric 'rmse' does not apply to binary_classification" in message
     assert "Value error" not in message
+
+
+def test_drift_settings_name_unknown_columns_and_bad_effect_sizes() -> None:
+    data = base()
+    data["drift"] = {"critical_columns": ["nope"], "min_effect_by_column": {"ghost": 0.2, "y": 0.5}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "drift.min_effect_by_column: ['ghost'] not contract column(s)" in str(err.value)
+    assert "drift.critical_columns: ['nope'] not contract column(s)" in str(err.value)
+    data["drift"] = {"min_effect_by_column": {"y": 1.5}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert "drift.min_effect_by_column.y: Input should be less than or equal to 1" in str(err.value)

@@ -68,16 +68,34 @@ def validate_frame(
     if reference is None:
         report.drift_skipped_reason = NO_REFERENCE_REASON
         return report
+    from tabpipe.features import feature_columns
+
+    settings = config.drift
     exclude = [config.target, *contract.pii_columns]
-    drift = check_drift(df, reference, contract, exclude, config.drift.alpha, config.drift.max_drifted_share)
+    critical = settings.critical_columns
+    if critical is None:  # by default every model feature matters
+        critical = feature_columns(config).raw
+    drift = check_drift(
+        df,
+        reference,
+        contract,
+        exclude,
+        settings.alpha,
+        settings.max_drifted_share,
+        min_effect=settings.min_effect,
+        min_effect_by_column=settings.min_effect_by_column,
+        critical=critical,
+    )
     report.drift = drift
     drifted = drift.drifted_columns
     summary = (
-        f"drift: {len(drifted)} of {len(drift.columns)} column(s) drifted {drifted}, "
-        f"share {drift.drifted_share:.3f}"
+        f"drift: {len(drifted)} of {len(drift.columns)} column(s) drifted {drifted} "
+        f"(significant and effect size >= min_effect), share {drift.drifted_share:.3f}"
     )
     if not drift.columns:
         report.warnings.append("drift: no column could be tested against the reference")
+    elif drift.critical_drifted:
+        report.violations.append(f"{summary}; critical column(s) drifted: {drift.critical_drifted}")
     elif drift.failed:
         report.violations.append(f"{summary} exceeds max_drifted_share {drift.max_drifted_share}")
     elif drifted:

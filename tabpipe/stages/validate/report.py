@@ -63,6 +63,8 @@ class ValidationReport:
             "drifted_share": d.drifted_share,
             "max_drifted_share": d.max_drifted_share,
             "failed": d.failed,
+            "drifted_columns": d.drifted_columns,
+            "critical_drifted": d.critical_drifted,
             "columns": [
                 {
                     "column": c.column,
@@ -71,6 +73,9 @@ class ValidationReport:
                     "score": c.score,
                     "p_value": c.p_value,
                     "p_adjusted": c.p_adjusted,
+                    "significant": c.significant,
+                    "min_effect": c.min_effect,
+                    "critical": c.critical,
                     "drifted": c.drifted,
                 }
                 for c in d.columns
@@ -138,19 +143,21 @@ def _drift_markdown(drift: DriftResult | None, skipped_reason: str | None) -> li
         return [f"Skipped: {md(skipped_reason or 'no reference data')}."]
     verdict = "FAIL" if drift.failed else "ok"
     out = [
-        f"{verdict}: drifted share {num(drift.drifted_share)} (limit {num(drift.max_drifted_share)}), "
-        f"alpha {num(drift.alpha)} on Benjamini-Hochberg adjusted p-values; "
-        f"{len(drift.columns)} column(s) tested."
+        f"{verdict}: {len(drift.drifted_columns)} of {len(drift.columns)} column(s) drifted "
+        f"(share {num(drift.drifted_share)}, limit {num(drift.max_drifted_share)}); critical drifted: "
+        f"{', '.join(drift.critical_drifted) or 'none'}. A column drifts when its Benjamini-Hochberg "
+        f"adjusted p is below {num(drift.alpha)} and its effect size reaches its minimum."
     ]
     if drift.columns:
         out += [
             "",
-            "| column | test | statistic | effect size | p | adjusted p | drifted |",
-            "|---|---|---:|---:|---:|---:|:---:|",
+            "| column | test | statistic | effect size | min effect | p | adjusted p | critical | drifted |",
+            "|---|---|---:|---:|---:|---:|---:|:---:|:---:|",
         ]
         out += [
-            f"| {md(c.column)} | {c.test} | {c.statistic:.4g} | {c.score:.3g} | {c.p_value:.3g} | "
-            f"{c.p_adjusted:.3g} | {'**yes**' if c.drifted else 'no'} |"
+            f"| {md(c.column)} | {c.test} | {c.statistic:.4g} | {c.score:.3g} | {c.min_effect:.3g} | "
+            f"{c.p_value:.3g} | {c.p_adjusted:.3g} | {'yes' if c.critical else ''} | "
+            f"{'**yes**' if c.drifted else ('significant only' if c.significant else 'no')} |"
             for c in drift.columns
         ]
     return out

@@ -76,9 +76,7 @@ def test_float_string_boolean_datetime_dtypes():
     # CSV reads a bool column with nulls as object.
     assert check_contract(pd.DataFrame({"b": pd.Series([True, None, False], dtype=object)}), c) == []
     (msg,) = check_contract(pd.DataFrame({"b": [0, 1, 2, 3]}), c)
-    assert msg == (
-        "column 'b': 2 value(s) other than true/false/0/1 (e.g. 2, 3)"
-    )
+    assert msg == ("column 'b': 2 value(s) other than true/false/0/1 (e.g. 2, 3)")
 
     c = contract({"d": {"dtype": "datetime"}})
     assert check_contract(pd.DataFrame({"d": pd.to_datetime(["2024-01-01"])}), c) == []

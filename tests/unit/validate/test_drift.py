@@ -108,3 +108,50 @@ def test_drift_result_failed_is_share_above_limit():
     col = DriftColumn("a", "ks", 0.5, 0.5, 0.001, 0.002, True)
     assert DriftResult([col], 0.05, 1.0, 0.99).failed
     assert not DriftResult([col], 0.05, 1.0, 1.0).failed
+
+
+def test_a_negligible_shift_on_a_large_table_is_significant_but_not_drift():
+    """0.02 standard deviations on 1M rows: p is tiny, the effect is not."""
+    rng = np.random.default_rng(7)
+    n = 1_000_000
+    ref = pd.DataFrame({"a": rng.normal(0.0, 1.0, n)})
+    cur = pd.DataFrame({"a": rng.normal(0.02, 1.0, n)})
+    (col,) = check_drift(
+        cur, ref, contract({"a": {"dtype": "float"}}), [], alpha=0.05, max_drifted_share=0.0
+    ).columns
+    assert col.p_adjusted < 1e-10 and col.significant
+    assert col.score == pytest.approx(stats.ks_2samp(cur["a"], ref["a"]).statistic)
+    assert col.score < 0.02 and not col.drifted
+
+
+def test_five_strongly_drifted_columns_of_thirty_stop_the_run_when_critical():
+    rng = np.random.default_rng(3)
+    cols = {f"c{i}": {"dtype": "float"} for i in range(30)}
+    ref = pd.DataFrame({f"c{i}": rng.normal(0, 1, 2000) for i in range(30)})
+    cur = pd.DataFrame({f"c{i}": rng.normal(1.0 if i < 5 else 0.0, 1, 2000) for i in range(30)})
+    lenient = check_drift(cur, ref, contract(cols), [], alpha=0.05, max_drifted_share=0.3)
+    assert lenient.drifted_columns == [f"c{i}" for i in range(5)]
+    assert not lenient.failed  # the old decision: 5/30 is under the 0.3 share
+    strict = check_drift(cur, ref, contract(cols), [], alpha=0.05, max_drifted_share=0.3, critical=list(cols))
+    assert strict.failed and strict.critical_drifted == [f"c{i}" for i in range(5)]
+
+
+def test_min_effect_per_column_and_total_variation_for_categories():
+    c = contract({"color": {"dtype": "string"}, "size": {"dtype": "string"}})
+    ref = pd.DataFrame({"color": ["red"] * 500 + ["blue"] * 500, "size": ["s"] * 500 + ["m"] * 500})
+    cur = pd.DataFrame({"color": ["red"] * 560 + ["blue"] * 440, "size": ["s"] * 560 + ["m"] * 440})
+    result = check_drift(
+        cur,
+        ref,
+        c,
+        [],
+        alpha=0.05,
+        max_drifted_share=1.0,
+        min_effect=0.1,
+        min_effect_by_column={"size": 0.05},
+    )
+    color, size = result.columns
+    assert color.score == pytest.approx(0.06) and size.score == pytest.approx(0.06)  # 6% of rows moved
+    assert color.significant and size.significant
+    assert (color.drifted, color.min_effect) == (False, 0.1)
+    assert (size.drifted, size.min_effect) == (True, 0.05)

@@ -52,14 +52,15 @@ def test_validate_frame_passes_without_reference():
 
 
 def test_validate_frame_reports_drift_and_bad_data():
-    cfg = config(CONTRACT_DOC, drift={"max_drifted_share": 0.4})
+    cfg = config(CONTRACT_DOC, drift={"max_drifted_share": 0.4, "critical_columns": []})
     current = _demo_frame(shift=2.0, seed=1)
     current.loc[0, "c"] = "zzz"
     report = validate_frame(current, cfg, _demo_frame(seed=2), "demo")
     assert not report.passed
     assert report.violations[0] == "column 'c': 1 value(s) not in allowed set ['a', 'b'] (e.g. 'zzz')"
     assert report.violations[-1] == (
-        "drift: 1 of 2 column(s) drifted ['x'], share 0.500 exceeds max_drifted_share 0.4"
+        "drift: 1 of 2 column(s) drifted ['x'] (significant and effect size >= min_effect), share 0.500 "
+        "exceeds max_drifted_share 0.4"
     )
     assert report.drift is not None
     assert [c.column for c in report.drift.columns] == ["x", "c"]  # target and PII column excluded
@@ -70,7 +71,9 @@ def test_validate_frame_reports_drift_and_bad_data():
     assert data["passed"] is False and data["violations"] == report.violations
     md = report.to_markdown()
     assert "**FAIL**" in md
-    assert "| column | test | statistic | effect size | p | adjusted p | drifted |" in md
+    assert (
+        "| column | test | statistic | effect size | min effect | p | adjusted p | critical | drifted |" in md
+    )
     assert "| x | ks |" in md and "**yes**" in md
 
     with pytest.raises(DataValidationError) as info:
@@ -80,12 +83,23 @@ def test_validate_frame_reports_drift_and_bad_data():
 
 
 def test_validate_frame_drift_within_limit_is_a_warning():
-    cfg = config(CONTRACT_DOC, drift={"max_drifted_share": 0.5})
+    cfg = config(CONTRACT_DOC, drift={"max_drifted_share": 0.5, "critical_columns": []})
     report = validate_frame(_demo_frame(shift=2.0, seed=1), cfg, _demo_frame(seed=2), "demo")
     assert report.passed
     assert report.warnings == [
-        "drift: 1 of 2 column(s) drifted ['x'], share 0.500 within max_drifted_share 0.5"
+        "drift: 1 of 2 column(s) drifted ['x'] (significant and effect size >= min_effect), share 0.500 "
+        "within max_drifted_share 0.5"
     ]
+
+
+def test_by_default_a_drifted_model_feature_stops_the_run():
+    """Defaults: every model feature is critical, whatever max_drifted_share allows."""
+    cfg = config(CONTRACT_DOC, drift={"max_drifted_share": 0.9})
+    report = validate_frame(_demo_frame(shift=2.0, seed=1), cfg, _demo_frame(seed=2), "demo")
+    assert not report.passed
+    assert report.violations[-1].endswith("critical column(s) drifted: ['x']")
+    assert report.drift is not None and report.drift.critical_drifted == ["x"]
+    assert report.to_dict()["drift"]["drifted_columns"] == ["x"]
 
 
 def test_validate_frame_never_raises_on_broken_data():

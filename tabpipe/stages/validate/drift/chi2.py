@@ -17,9 +17,13 @@ def _counts(series: pd.Series) -> dict[Any, int]:
 
 
 class ChiSquare:
-    """Chi-square on a 2 x k table of category counts; the score is Cramér's V.
+    """Chi-square on a 2 x k table of category counts; the score is the total variation distance.
 
-    With a single category overall there is nothing to compare: statistic 0, p = 1.
+    The total variation distance (half the sum of the absolute differences between the
+    two category shares) is the share of rows whose category would have to change to
+    turn one mix into the other: 0 to 1 whatever the sample sizes, like the KS
+    statistic, so one effect-size threshold means the same for every column. With a
+    single category overall there is nothing to compare: statistic 0, p = 1.
     """
 
     name = "chi2"
@@ -29,7 +33,7 @@ class ChiSquare:
         return column.dtype in (ColumnType.STRING, ColumnType.BOOLEAN)
 
     def measure(self, current: pd.Series, reference: pd.Series) -> DriftMeasure | None:
-        """Chi-square statistic, p-value and Cramér's V (scipy)."""
+        """Chi-square statistic and p-value (scipy), and the total variation distance."""
         import numpy as np
         from scipy import stats
 
@@ -41,5 +45,6 @@ class ChiSquare:
             return DriftMeasure(0.0, 1.0, 0.0)
         table = np.array([[cur.get(k, 0) for k in categories], [ref.get(k, 0) for k in categories]])
         result = stats.chi2_contingency(table)
-        cramers_v = float(stats.contingency.association(table, method="cramer"))
-        return DriftMeasure(float(result.statistic), float(result.pvalue), cramers_v)
+        shares = table / table.sum(axis=1, keepdims=True)
+        total_variation = float(np.abs(shares[0] - shares[1]).sum() / 2)
+        return DriftMeasure(float(result.statistic), float(result.pvalue), total_variation)
