@@ -1,4 +1,4 @@
-"""KFP v2 components: thin typed wrappers around :mod:`tabpipe.tasks`.
+"""KFP v2 components: thin typed wrappers around the stage adapters (:mod:`tabpipe.adapters`).
 
 Every component is a lightweight Python component whose ``base_image`` is the
 project's image, with ``install_kfp_package=False`` and no

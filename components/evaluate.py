@@ -29,23 +29,23 @@ def evaluate(
     import json
     import math
 
+    from tabpipe.adapters import evaluate as stage
+    from tabpipe.artifacts import Meta
     from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import run_evaluate
 
     cfg = PipelineConfig.from_parameter(config_json)
+    inputs = stage.EvaluateInputs(
+        model=model.path,
+        model_sha256=model.metadata[Meta.SHA256],
+        mlflow_run_id=model.metadata[Meta.MLFLOW_RUN_ID],
+        test=test.path,
+        onnx_model=onnx_model.path,
+        onnx_sha256=onnx_model.metadata.get(Meta.ONNX_SHA256),
+    )
     with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        result = run_evaluate(
-            cfg,
-            mlflow_tracking_uri,
-            model.path,
-            model.metadata["sha256"],
-            model.metadata["mlflow_run_id"],
-            test.path,
-            report.path,
-            blessing.path,
-            onnx_model.path,
-            onnx_model.metadata.get("onnx_sha256"),
+        result = stage.run(
+            cfg, mlflow_tracking_uri, inputs, stage.EvaluateOutputs(report.path, blessing.path)
         )
     for name, value in result.metrics.items():
         if value is not None and math.isfinite(value):
@@ -61,7 +61,5 @@ def evaluate(
         classification_metrics.log_roc_curve(fpr, tpr, thresholds)
     with open(classification_metrics.path, "w") as handle:
         json.dump({"confusion": result.confusion, "roc": result.roc}, handle)
-    blessing.metadata["blessed"] = result.blessed
-    blessing.metadata["reasons"] = result.reasons
-    blessing.metadata["champion_version"] = result.champion_version or ""
+    blessing.metadata.update(result.metadata())
     return result.blessed

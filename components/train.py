@@ -19,31 +19,26 @@ def train(
     onnx_model: Output[Model],
 ):
     """Search the candidate estimators, keep the best and log every trial to MLflow."""
+    from tabpipe.adapters import train as stage
+    from tabpipe.artifacts import Meta
     from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
-    from tabpipe.tasks import run_train
     from tabpipe.tracking import RunContext
 
     cfg = PipelineConfig.from_parameter(config_json)
     ctx = RunContext(
         tracking_uri=mlflow_tracking_uri,
-        data_version=train.metadata["data_version"],
-        contract_hash=train.metadata["contract_hash"],
+        data_version=train.metadata[Meta.DATA_VERSION],
+        contract_hash=train.metadata[Meta.CONTRACT_HASH],
         config_hash=cfg.fingerprint(),
         code_version=code_version,
         kfp_run_id=kfp_run_id,
     )
+    inputs = stage.TrainInputs(
+        train.path, validation.path, preprocessor.path, preprocessor.metadata[Meta.SHA256]
+    )
     with stage_guard("train", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
-        meta = run_train(
-            cfg,
-            ctx,
-            train.path,
-            validation.path,
-            preprocessor.path,
-            preprocessor.metadata["sha256"],
-            model.path,
-            onnx_model.path,
-        )
-    model.metadata.update(meta)
+        result = stage.run(cfg, ctx, inputs, stage.TrainOutputs(model.path, onnx_model.path))
+    model.metadata.update(result.metadata())
     model.metadata.update(ctx.tags())
-    onnx_model.metadata.update({k: v for k, v in meta.items() if k.startswith("onnx_")})
+    onnx_model.metadata.update(result.onnx_metadata())

@@ -1,0 +1,114 @@
+"""Train adapter: search the candidates, save the best bundle and its ONNX export, log to MLflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabpipe.adapters.files import PathLike, read_frame
+from tabpipe.artifacts import Meta
+from tabpipe.config import PipelineConfig
+from tabpipe.tracking import RunContext
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """The clean splits and the fitted preprocessor (with the checksum transform recorded)."""
+
+    train: PathLike
+    validation: PathLike
+    preprocessor: PathLike
+    preprocessor_sha256: str
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where the model bundle and its ONNX export go."""
+
+    model: PathLike
+    onnx_model: PathLike
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The winning model: its files' checksums, where MLflow has it, and how it scored."""
+
+    sha256: str
+    classes_json: str
+    mlflow_run_id: str
+    mlflow_model_uri: str
+    estimator: str
+    metric: str
+    cv_score: float
+    validation_score: float
+    onnx_sha256: str | None
+    onnx_reason: str | None
+
+    def metadata(self) -> dict[str, Any]:
+        """Artifact metadata, keyed by :class:`tabpipe.artifacts.Meta`."""
+        meta: dict[str, Any] = {
+            Meta.SHA256: self.sha256,
+            Meta.CLASSES_JSON: self.classes_json,
+            Meta.MLFLOW_RUN_ID: self.mlflow_run_id,
+            Meta.MLFLOW_MODEL_URI: self.mlflow_model_uri,
+            Meta.ESTIMATOR: self.estimator,
+            f"cv_{self.metric}": self.cv_score,
+            f"validation_{self.metric}": self.validation_score,
+        }
+        meta.update(self.onnx_metadata())
+        return meta
+
+    def onnx_metadata(self) -> dict[str, Any]:
+        """The ONNX export's checksum, or why there is none."""
+        if self.onnx_sha256:
+            return {Meta.ONNX_SHA256: self.onnx_sha256}
+        return {Meta.ONNX_REASON: self.onnx_reason or ""}
+
+
+def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: TrainOutputs) -> TrainResult:
+    """Search, save the best model (skops) and its ONNX export, and log everything to MLflow.
+
+    When the model cannot be exported, ``out.onnx_model`` is left empty (KFP expects
+    the file) and the reason is recorded in the serving spec and the result.
+    """
+    from tabpipe.features import split_xy
+    from tabpipe.io import sha256_bytes, write_atomic
+    from tabpipe.modelio import load_model, save_model
+    from tabpipe.onnx.export import convert_bundle
+    from tabpipe.serving_spec import build_serving_spec
+    from tabpipe.stages.train import train as search
+    from tabpipe.tracking import log_training
+
+    train_frame = read_frame(inputs.train)
+    preprocessor = load_model(inputs.preprocessor, inputs.preprocessor_sha256)
+    result = search(config, train_frame, read_frame(inputs.validation), preprocessor)
+    best = result.best
+    sha = save_model(best.model, out.model)
+    spec = build_serving_spec(config, list(getattr(best.model, "classes_", [])), sha)
+    conversion = convert_bundle(best.model, spec)
+    if conversion.onnx_bytes is not None:
+        write_atomic(out.onnx_model, conversion.onnx_bytes)
+        spec = spec.model_copy(update={"onnx_sha256": sha256_bytes(conversion.onnx_bytes)})
+    else:
+        write_atomic(out.onnx_model, b"")
+        spec = spec.model_copy(update={"onnx_reason": conversion.reason})
+    features, _ = split_xy(train_frame, config)
+    onnx_path = Path(out.onnx_model) if spec.onnx_sha256 else None
+    run_id, model_uri = log_training(
+        ctx, config, result, Path(out.model), sha, features.head(5), spec, onnx_path
+    )
+    return TrainResult(
+        sha256=sha,
+        # JSON, because KFP metadata turns integer labels into floats.
+        classes_json=json.dumps(spec.classes),
+        mlflow_run_id=run_id,
+        mlflow_model_uri=model_uri,
+        estimator=best.estimator,
+        metric=result.metric.value,
+        cv_score=best.cv_score,
+        validation_score=best.validation_score,
+        onnx_sha256=spec.onnx_sha256,
+        onnx_reason=spec.onnx_reason,
+    )
