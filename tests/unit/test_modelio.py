@@ -76,7 +76,7 @@ def test_saving_over_an_existing_bundle_returns_the_new_checksum(tmp_path: Path)
 def test_trusted_types_lists_project_types(tmp_path: Path) -> None:
     pipeline, _ = fitted_pipeline()
     untrusted = trusted_types(sio.dumps(pipeline), "mem")
-    assert "tabpipe.features.EngineeredFeatures" in untrusted
+    assert "tabpipe.features.transformers.EngineeredFeatures" in untrusted
 
 
 def test_tampered_file_is_refused_before_deserializing(tmp_path: Path) -> None:

@@ -5,87 +5,35 @@ declares, then a ``ColumnTransformer`` that imputes, encodes and scales.
 The train stage puts it in front of each estimator, so cross-validation refits
 it per fold and serving applies exactly the training transformation.
 
-This module sits below the stages, serving and ONNX export: all three use it,
-and model bundles name its classes (the skops allow-list trusts this module).
+This package sits below the stages, serving and ONNX export: all three use it,
+and model bundles name its classes (the skops allow-list trusts the package).
+Choosing columns (:func:`feature_columns`, :func:`split_xy`) needs no
+scikit-learn, so deploy and the serving spec stay light; the transformers live in
+:mod:`tabpipe.features.transformers` and load on first use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-
-from tabpipe.config import FeatureOp, PipelineConfig
+from tabpipe.config import PipelineConfig
 from tabpipe.contract import ColumnType
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MISSING_CATEGORY = "__missing__"
+_TRANSFORMERS = ("EngineeredFeatures", "ToObject")
 
 
-class EngineeredFeatures(TransformerMixin, BaseEstimator):
-    """Adds the derived numeric columns declared in the config.
+def __getattr__(name: str) -> Any:
+    # The transformer classes import scikit-learn: loaded on first use, not with the package.
+    if name in _TRANSFORMERS:
+        from tabpipe.features import transformers
 
-    Division by zero yields NaN, which the imputer downstream fills, instead
-    of infinities that would break scaling.
-
-    Args:
-        features: ``(name, op, inputs)`` triples, with ``op`` a :class:`FeatureOp` value.
-    """
-
-    def __init__(self, features: tuple[tuple[str, str, tuple[str, ...]], ...] = ()) -> None:
-        self.features = features
-
-    def fit(self, X: pd.DataFrame, y: object = None) -> EngineeredFeatures:  # noqa: N803 (sklearn API)
-        """Nothing to learn; records the input columns."""
-        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
-        return self
-
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803 (sklearn API)
-        """Return a copy of ``X`` with the engineered columns appended."""
-        out = X.copy()
-        for name, op, inputs in self.features:
-            cols = [pd.to_numeric(out[c], errors="coerce").astype("float64") for c in inputs]
-            if op == FeatureOp.RATIO.value:
-                denominator = cols[1].where(cols[1] != 0)
-                out[name] = cols[0] / denominator
-            elif op == FeatureOp.PRODUCT.value:
-                out[name] = cols[0] * cols[1]
-            elif op == FeatureOp.DIFFERENCE.value:
-                out[name] = cols[0] - cols[1]
-            elif op == FeatureOp.SUM.value:
-                out[name] = cols[0] + cols[1]
-            elif op == FeatureOp.LOG1P.value:
-                out[name] = np.log1p(cols[0].where(cols[0] > -1))
-            else:  # the config model rejects unknown ops; this guards hand-built instances
-                raise ValueError(f"unknown feature op {op!r}")
-        return out
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """Input columns followed by engineered ones."""
-        return np.asarray([*self.feature_names_in_, *(name for name, _, _ in self.features)], dtype=object)
-
-
-class ToObject(TransformerMixin, BaseEstimator):
-    """Casts categorical columns to object dtype with NaN for missing.
-
-    pandas 3 string columns carry their own NA type; casting keeps the imputer
-    and encoder on one well-trodden path whatever dtype the input came with.
-    """
-
-    def fit(self, X: pd.DataFrame, y: object = None) -> ToObject:  # noqa: N803 (sklearn API)
-        """Nothing to learn."""
-        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
-        return self
-
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803 (sklearn API)
-        """Object-typed copy with ``np.nan`` for missing values."""
-        frame = pd.DataFrame(X).astype(object)
-        return frame.where(frame.notna(), np.nan)
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """Names pass through unchanged."""
-        return self.feature_names_in_
+        return getattr(transformers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +77,8 @@ def build_preprocessor(config: PipelineConfig) -> object:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from tabpipe.features.transformers import EngineeredFeatures, ToObject
 
     columns = feature_columns(config)
     numeric_pipeline = Pipeline(
