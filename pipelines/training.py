@@ -3,7 +3,8 @@
 ``build_pipeline`` returns the pipeline function; ``compile_pipeline`` writes
 the YAML that is committed next to this file and submitted to a cluster.
 Register and deploy run only for a blessed model; an exit handler records
-every run's outcome, with the failed stage and reason.
+every run's outcome, with the failed stage and reason. No task is retried by
+KFP: a deterministic failure fails once (see the note on retries below).
 """
 
 from pathlib import Path
@@ -15,11 +16,11 @@ from components import deploy, evaluate, ingest, record_outcome, register, train
 PIPELINE_NAME = "tabpipe-training"
 COMPILED_PATH = Path(__file__).with_name("training_pipeline.yaml")
 
-# Steps that talk to MLflow get retries with exponential backoff.
-SERVICE_RETRIES = 3
-SERVICE_BACKOFF = "5s"
-SERVICE_BACKOFF_FACTOR = 2.0
-SERVICE_BACKOFF_MAX = "60s"
+# No task-level retries: KFP would re-run a task on *any* failure, so a misspelt
+# hyperparameter or bad data would fail four times with backoff. Only transient
+# MLflow errors are retried, inside the task, by the MLflow client's own bounded
+# HTTP retries (tabpipe.tracking.configure_http_client) and a short retry of the
+# health check (tabpipe.tracking.client).
 
 
 # manifests/mlflow-networkpolicy.yaml admits only pods with this label to MLflow.
@@ -29,15 +30,6 @@ MLFLOW_CLIENT_LABEL = ("tabpipe.io/mlflow-client", "true")
 def _mlflow_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Label a task's pod so the NetworkPolicy lets it reach MLflow."""
     return kubernetes.add_pod_label(task, *MLFLOW_CLIENT_LABEL)
-
-
-def _with_service_retries(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    return _mlflow_client(task).set_retry(
-        num_retries=SERVICE_RETRIES,
-        backoff_duration=SERVICE_BACKOFF,
-        backoff_factor=SERVICE_BACKOFF_FACTOR,
-        backoff_max_duration=SERVICE_BACKOFF_MAX,
-    )
 
 
 def build_pipeline() -> dsl.graph_component.GraphComponent:
@@ -76,7 +68,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
             transformed = _mlflow_client(
                 transform(**stage, train=checked.outputs["clean_train"])
             ).set_display_name("transform")
-            trained = _with_service_retries(
+            trained = _mlflow_client(
                 train(
                     **stage,
                     train=checked.outputs["clean_train"],
@@ -84,7 +76,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                     preprocessor=transformed.outputs["preprocessor"],
                 )
             ).set_display_name("train")
-            evaluated = _with_service_retries(
+            evaluated = _mlflow_client(
                 evaluate(
                     **stage,
                     model=trained.outputs["model"],
@@ -93,10 +85,10 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                 )
             ).set_display_name("evaluate")
             with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition)
-                registered = _with_service_retries(
+                registered = _mlflow_client(
                     register(**stage, model=trained.outputs["model"])
                 ).set_display_name("register")
-                _with_service_retries(
+                _mlflow_client(
                     deploy(
                         **stage,
                         model=trained.outputs["model"],

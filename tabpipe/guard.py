@@ -6,6 +6,10 @@ message naming the stage, recorded in MLflow as the run's failure (stage and
 reason) when the tracking server is reachable, and ends the task with exit
 code 1 instead of a traceback. Unexpected exceptions still propagate with
 their traceback, because those are bugs to debug.
+
+Nothing is retried here or by KFP: every expected failure but an unreachable
+service is deterministic, and the service's transient errors are retried inside
+the MLflow client (bounded by :func:`tabpipe.tracking.configure_http_client`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
-from tabpipe.errors import TabpipeError
+from tabpipe.errors import ServiceError, TabpipeError
 from tabpipe.log import configure_logging
+from tabpipe.mlflow_server import is_healthy
+from tabpipe.tracking import configure_http_client, service_error
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +33,45 @@ FAILURE_EXIT_CODE = 1
 def stage_guard(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str) -> Iterator[None]:
     """Run a stage body; on an expected failure, report, record and exit 1."""
     configure_logging()
+    # Bounded MLflow HTTP retries for everything the body does: the only retries there are.
+    configure_http_client()
     try:
         yield
     except TabpipeError as exc:
-        exc.stage = stage
-        log.error("stage '%s' failed: %s", stage, exc)
-        _record(stage, tracking_uri, experiment, kfp_run_id, str(exc))
-        raise SystemExit(FAILURE_EXIT_CODE) from None
+        _fail(exc, stage, tracking_uri, experiment, kfp_run_id)
     except Exception as exc:
+        # The MLflow client's own errors for an unreachable server are a service error,
+        # classified here once, so the message names the endpoint rather than a traceback.
+        unreachable = service_error(exc, tracking_uri)
+        if unreachable is not None:
+            _fail(unreachable, stage, tracking_uri, experiment, kfp_run_id)
         # A bug, not bad input: keep the traceback, but still record where it happened.
         _record(stage, tracking_uri, experiment, kfp_run_id, f"unexpected {type(exc).__name__}: {exc}")
         raise
 
 
-def _record(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str, reason: str) -> None:
-    """Record a stage failure in MLflow, best effort: the failure itself must still surface."""
+def _fail(exc: TabpipeError, stage: str, tracking_uri: str, experiment: str, kfp_run_id: str) -> NoReturn:
+    """One message, one failure record, exit 1; never a retry (KFP retries nothing either)."""
+    exc.stage = stage
+    log.error("stage '%s' failed: %s", stage, exc)
+    _record(stage, tracking_uri, experiment, kfp_run_id, str(exc), unreachable=isinstance(exc, ServiceError))
+    raise SystemExit(FAILURE_EXIT_CODE) from None
+
+
+def _record(
+    stage: str, tracking_uri: str, experiment: str, kfp_run_id: str, reason: str, *, unreachable: bool = False
+) -> None:
+    """Record a stage failure in MLflow, best effort: the failure itself must still surface.
+
+    When the failure is that MLflow is unreachable, one quick look is enough: the body
+    already waited out the bounded retries, so recording does not retry again.
+    """
     try:
         from tabpipe.tracking import record_outcome
 
+        if unreachable and not is_healthy(tracking_uri):
+            log.warning("could not record the failure in MLflow: %s is not reachable", tracking_uri)
+            return
         record_outcome(tracking_uri, experiment, kfp_run_id, "failed", failed_stage=stage, reason=reason)
     except Exception as record_exc:  # noqa: BLE001 (recording must never mask the real failure)
         log.warning("could not record the failure in MLflow: %s", record_exc)

@@ -12,11 +12,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tabpipe.errors import ServiceError
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from tabpipe.config import Metric, PipelineConfig
     from tabpipe.serving_spec import ServingSpec
+
+T = TypeVar("T")
 
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
@@ -77,16 +79,110 @@ class RunContext:
         }
 
 
-def client(tracking_uri: str) -> MlflowClient:
-    """An MLflow client bound to ``tracking_uri``; fails clearly when the server is down."""
-    import mlflow
+#: The MLflow client's own HTTP retry settings, applied when the user has not set them.
+#: MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) keep a call to a
+#: stopped server going for about four minutes; these give up after a few seconds
+#: (urllib3 sleeps 0, 2, 4 s between attempts) while still riding out a restart.
+HTTP_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+#: Attempts of a whole operation that failed with a :class:`ServiceError`, and the first pause.
+SERVICE_ATTEMPTS = 3
+SERVICE_FIRST_DELAY_SECONDS = 1.0
+_HEALTH_TIMEOUT_SECONDS = 5
+
+
+def configure_http_client() -> None:
+    """Bound the MLflow client's HTTP retries and timeout (:data:`HTTP_CLIENT_DEFAULTS`).
+
+    Set once at the task boundary; a value the user already set wins. MLflow reads these
+    variables on every request, so setting them before the first call is enough.
+    """
+    for key, value in HTTP_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def retry_service(
+    operation: Callable[[], T],
+    attempts: int = SERVICE_ATTEMPTS,
+    first_delay: float = SERVICE_FIRST_DELAY_SECONDS,
+) -> T:
+    """Run ``operation``, again after a pause (doubling) while it raises :class:`ServiceError`.
+
+    Only a service error is transient; every other error, including the deterministic
+    :class:`~tabpipe.errors.TabpipeError` subclasses (bad config, bad data, a checksum
+    mismatch), propagates at once: running it again would fail the same way.
+    """
+    import logging
+    import time
+
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except ServiceError as exc:
+            if attempt == attempts:
+                raise
+            logging.getLogger(__name__).warning(
+                "%s; retrying in %.0f s (attempt %d of %d)", exc, delay, attempt + 1, attempts
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def service_error(exc: BaseException, tracking_uri: str) -> ServiceError | None:
+    """The :class:`ServiceError` an exception from the MLflow client amounts to, or None.
+
+    A connection failure or timeout (after the client's own HTTP retries) means the
+    server is unreachable; anything else (a rejected request, a bug) is not a service
+    error and is left alone.
+    """
     import requests
 
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ServiceError):
+            return current
+        if isinstance(current, requests.ConnectionError | requests.Timeout):
+            return ServiceError(f"MLflow tracking server at {tracking_uri} is not reachable: {current}")
+        text = str(current)
+        if type(current).__name__ == "MlflowException" and (
+            "Max retries exceeded" in text or "Failed to establish a new connection" in text
+        ):
+            return ServiceError(f"MLflow tracking server at {tracking_uri} is not reachable: {text}")
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _check_health(tracking_uri: str) -> None:
+    import requests
+
+    try:
+        requests.get(tracking_uri.rstrip("/") + "/health", timeout=_HEALTH_TIMEOUT_SECONDS).raise_for_status()
+    except requests.RequestException as exc:
+        raise ServiceError(f"MLflow tracking server at {tracking_uri} is not reachable: {exc}") from None
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    """An MLflow client bound to ``tracking_uri``; fails clearly when the server is down.
+
+    The health check is retried a few times (a server restarting answers within
+    seconds); the client's own HTTP retries are bounded by :func:`configure_http_client`.
+
+    Raises:
+        ServiceError: the server did not answer; the message names the endpoint.
+    """
+    import mlflow
+
+    configure_http_client()
     if tracking_uri.startswith(("http://", "https://")):
-        try:
-            requests.get(tracking_uri.rstrip("/") + "/health", timeout=5).raise_for_status()
-        except requests.RequestException as exc:
-            raise ServiceError(f"MLflow tracking server at {tracking_uri} is not reachable: {exc}") from None
+        retry_service(lambda: _check_health(tracking_uri))
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 

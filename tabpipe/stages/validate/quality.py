@@ -20,6 +20,20 @@ def label(value: Any) -> str:
     return str(value)
 
 
+def _infinite(values: pd.Series) -> pd.Series:
+    """Which cells hold +/-inf (numbers in a numeric or an object column)."""
+    import numpy as np
+    from pandas.api import types as ptypes
+
+    if ptypes.is_bool_dtype(values.dtype):
+        return pd.Series(False, index=values.index)
+    if ptypes.is_numeric_dtype(values.dtype):
+        return pd.Series(np.isinf(values.to_numpy(dtype="float64", na_value=np.nan)), index=values.index)
+    if ptypes.is_object_dtype(values.dtype):
+        return values.map(lambda v: isinstance(v, float | np.floating) and bool(np.isinf(v))).astype(bool)
+    return pd.Series(False, index=values.index)
+
+
 def check_quality(
     df: pd.DataFrame, contract: DataContract, target: str, task: TaskType
 ) -> tuple[list[str], list[str], dict]:
@@ -86,10 +100,21 @@ def check_quality(
 
     if target in df.columns:
         y = table[target]
+        # Checked whatever the contract says (a nullable target included): every row
+        # needs a finite target value to train on, so these stop the run here rather
+        # than crash the fit later.
         n_missing = int(y.isna().sum())
         if n_missing:
-            violations.append(f"target {target!r}: {n_missing} missing value(s)")
-        present = y.dropna()
+            violations.append(
+                f"target {target!r}: {n_missing} missing value(s); every row needs a target value"
+            )
+        infinite = _infinite(y)
+        n_infinite = int(infinite.sum())
+        if n_infinite:
+            violations.append(
+                f"target {target!r}: {n_infinite} infinite value(s); every target value must be finite"
+            )
+        present = y[~y.isna() & ~infinite]
         if task.is_classification:
             counts = present.value_counts()
             shares = counts / counts.sum() if len(present) else counts.astype(float)
