@@ -226,6 +226,14 @@ class EvaluationConfig(_Strict):
     champion_tolerance: float = Field(
         default=0.0, ge=0.0, description="How much worse than the champion on the primary metric is allowed."
     )
+    champion_min_rows: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Fewest test rows the champion has not trained on for the champion comparison; "
+            "with fewer, the comparison is skipped (and says so) rather than made on biased rows."
+        ),
+    )
     slices: list[str] = Field(default=[], description="Columns to compute per-value metrics on.")
     onnx_parity_tolerance: float = Field(
         default=1e-4, gt=0.0, description="Largest allowed ONNX vs scikit-learn difference on the test split."

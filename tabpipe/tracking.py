@@ -32,6 +32,8 @@ CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
 BUNDLE_ARTIFACT_DIR = "bundle"
 EVALUATION_ARTIFACT_DIR = "evaluation"
+#: The training run's row hashes (sorted distinct uint64, numpy ``.npy``): the rows the model has seen.
+TRAINING_ROWS_ARTIFACT = "training_rows.npy"
 
 #: What the logged MLflow model needs to load: what MLflow's own inference (a subprocess that
 #: loads the model, about 5 s) finds for these bundles, minus the test runner it picks up.
@@ -55,6 +57,7 @@ class Tag:
     BUNDLE_SHA256 = "tabpipe.bundle_sha256"
     BLESSED = "tabpipe.blessed"
     TEST_FINGERPRINT = "tabpipe.test_fingerprint"
+    TRAINING_ROWS = "tabpipe.training_rows"
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,7 @@ def log_training(
     input_example: Any,
     serving_spec: ServingSpec,
     onnx_path: Path | None = None,
+    training_rows: Any | None = None,
 ) -> tuple[str, str]:
     """Log the search (one nested run per trial) and the winning model.
 
@@ -339,6 +343,9 @@ def log_training(
         input_example: A few raw feature rows.
         serving_spec: The serving spec, logged next to the bundle.
         onnx_path: The ONNX export, or None when there is none.
+        training_rows: Sorted distinct uint64 hashes of the rows the model was fitted and
+            selected on, logged as :data:`TRAINING_ROWS_ARTIFACT` with their count as a tag,
+            so a later evaluation can leave them out when it scores this model as champion.
 
     Returns:
         The parent run id and the logged model's URI.
@@ -361,6 +368,8 @@ def log_training(
         run_id = parent.info.run_id
         params = {f"best.{k}": v for k, v in best.best_params.items()} | {"best.estimator": best.estimator}
         tags = {**ctx.tags(), Tag.STAGE: "train", Tag.BUNDLE_SHA256: bundle_sha256}
+        if training_rows is not None:
+            tags[Tag.TRAINING_ROWS] = str(len(training_rows))
         mlflow_client.log_batch(
             run_id,
             metrics=[
@@ -395,6 +404,11 @@ def log_training(
             if onnx_path is not None:
                 shutil.copyfile(onnx_path, bundle / ONNX_FILENAME)
             (bundle / SERVING_SPEC_FILENAME).write_text(serving_spec.model_dump_json(indent=2))
+            if training_rows is not None:
+                import numpy as np
+
+                # 8 bytes a row, no pickle: np.load with allow_pickle=False reads it back.
+                np.save(root / TRAINING_ROWS_ARTIFACT, np.asarray(training_rows, dtype=np.uint64))
             mlflow_client.log_artifacts(run_id, str(root))
         # A handful of rows: one thread, because a thread pool's start-up per tree
         # (histogram gradient boosting) costs far more than the prediction itself.
@@ -470,6 +484,39 @@ def recorded_test_metrics(
     if any(name not in recorded for name in names):
         return None
     return {name: float(recorded[name]) for name in names}
+
+
+def training_row_hashes(mlflow_client: MlflowClient, run_id: str) -> Any | None:
+    """The sorted row hashes a training run recorded (:data:`TRAINING_ROWS_ARTIFACT`), or None.
+
+    None when the run predates the record (its tag is absent); then which test rows
+    the model has seen is unknown.
+
+    Raises:
+        ArtifactIntegrityError: the tag is there but the file is missing, unreadable
+            or holds another number of rows than the tag says.
+    """
+    import numpy as np
+
+    from tabpipe.errors import ArtifactIntegrityError
+
+    count = mlflow_client.get_run(run_id).data.tags.get(Tag.TRAINING_ROWS)
+    if count is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow_client.download_artifacts(run_id, TRAINING_ROWS_ARTIFACT, tmp)
+            hashes = np.load(local, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ArtifactIntegrityError(
+                f"run {run_id}: {TRAINING_ROWS_ARTIFACT} is unreadable ({exc})"
+            ) from None
+    if hashes.dtype != np.uint64 or hashes.ndim != 1 or len(hashes) != int(count):
+        raise ArtifactIntegrityError(
+            f"run {run_id}: {TRAINING_ROWS_ARTIFACT} holds {hashes.shape} {hashes.dtype}, "
+            f"expected {count} uint64 row hashes"
+        )
+    return hashes
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,19 @@ def _onnx_conversion(inputs: EvaluateInputs) -> Any:
     return ConversionResult(Path(inputs.onnx_model).read_bytes(), None, {})
 
 
+def _champion_rows(champion: Any) -> str | None:
+    """Which test rows the champion was compared on, as a phrase for the gate and the report."""
+    if champion is None:
+        return None
+    if champion.skipped is not None:
+        return f"no rows: {champion.skipped}"
+    if champion.mask is None and champion.rows == 0:
+        return "its own test split (recorded metrics)"
+    if champion.mask is None:
+        return f"all {champion.test_rows} test rows"
+    return f"{champion.rows} of {champion.test_rows} test rows it was not trained on"
+
+
 def run(
     config: PipelineConfig, tracking_uri: str, inputs: EvaluateInputs, out: EvaluateOutputs
 ) -> EvaluateResult:
@@ -94,14 +107,26 @@ def run(
         test_frame, pred, task, config.evaluation.slices, config.evaluation.max_slice_values
     )
     fingerprint = ev.frame_fingerprint(test_frame)
+
+    def score(model: Any, rows: Any | None) -> dict[str, float]:
+        x, y = (features, target) if rows is None else (features[rows], target[rows])
+        return ev.compute_metrics(ev.predict(model, x, y, task), task)
+
     champion = champion_score(
         tracking_uri,
         config.registry.model_name,
-        lambda model: ev.compute_metrics(ev.predict(model, features, target, task), task),
+        score,
+        ev.model_row_hashes(test_frame, config),
         fingerprint,
         tuple(metrics),
+        min_rows=config.evaluation.champion_min_rows,
     )
     champion_metrics = champion.metrics if champion else None
+    # The candidate is compared on the champion's rows; its full-split metrics stay for thresholds.
+    comparison = None
+    if champion is not None and champion.mask is not None and champion.skipped is None:
+        comparison = score(fitted, champion.mask)
+    champion_rows = _champion_rows(champion)
     spec = build_serving_spec(config, list(getattr(fitted, "classes_", [])), inputs.model_sha256)
     verdict = parity_verdict(
         fitted,
@@ -112,7 +137,15 @@ def run(
         require_onnx=config.evaluation.require_onnx,
     )
     parity = ev.GateCheck(ONNX_PARITY_CHECK, verdict.passed, verdict.detail)
-    blessing = ev.bless(metrics, config.evaluation, champion_metrics, extra_checks=[parity])
+    blessing = ev.bless(
+        metrics,
+        config.evaluation,
+        champion_metrics,
+        extra_checks=[parity],
+        comparison_metrics=comparison,
+        champion_rows=champion_rows,
+        champion_skipped=champion.skipped if champion else None,
+    )
     importance = ev.permutation_importance_table(fitted, features, target, task, seed=config.split.seed)
     record = {
         **blessing.to_dict(),
@@ -120,12 +153,16 @@ def run(
         "champion_version": champion.version if champion else None,
         "champion_metrics": champion_metrics,
         "champion_source": champion.source if champion else None,
+        "champion_rows": champion.rows if champion else None,
+        "champion_test_rows": champion.test_rows if champion else None,
+        "candidate_metrics_on_champion_rows": comparison,
     }
     with tempfile.TemporaryDirectory() as tmp:
         plots = ev.write_plots(pred, importance, task, Path(tmp))
         log_evaluation(tracking_uri, inputs.mlflow_run_id, metrics, record, slices, plots, fingerprint)
     write_atomic(
-        out.report_markdown, ev.render_markdown(metrics, slices, blessing, champion_metrics).encode()
+        out.report_markdown,
+        ev.render_markdown(metrics, slices, blessing, champion_metrics, champion_rows, comparison).encode(),
     )
     write_atomic(out.blessing_json, json.dumps(record, indent=2, default=str).encode())
     classification = task.is_classification

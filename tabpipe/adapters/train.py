@@ -40,6 +40,7 @@ class TrainResult:
     mlflow_run_id: str
     mlflow_model_uri: str
     estimator: str
+    best_params: dict[str, Any]
     metric: str
     cv_score: float
     validation_score: float
@@ -54,6 +55,8 @@ class TrainResult:
             Meta.MLFLOW_RUN_ID: self.mlflow_run_id,
             Meta.MLFLOW_MODEL_URI: self.mlflow_model_uri,
             Meta.ESTIMATOR: self.estimator,
+            # JSON: KFP metadata would turn None into null-less structs and ints into floats.
+            Meta.BEST_PARAMS_JSON: json.dumps(self.best_params, default=str),
             f"cv_{self.metric}": self.cv_score,
             f"validation_{self.metric}": self.validation_score,
         }
@@ -78,12 +81,14 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
     from tabpipe.modelio import load_model, save_model
     from tabpipe.onnx.export import convert_bundle
     from tabpipe.serving_spec import build_serving_spec
+    from tabpipe.stages.evaluate.fingerprint import model_row_hashes, training_row_set
     from tabpipe.stages.train import train as search
     from tabpipe.tracking import log_training
 
     train_frame = read_frame(inputs.train)
+    validation_frame = read_frame(inputs.validation)
     preprocessor = load_model(inputs.preprocessor, inputs.preprocessor_sha256)
-    result = search(config, train_frame, read_frame(inputs.validation), preprocessor)
+    result = search(config, train_frame, validation_frame, preprocessor)
     best = result.best
     sha = save_model(best.model, out.model)
     spec = build_serving_spec(config, list(getattr(best.model, "classes_", [])), sha)
@@ -96,8 +101,11 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
         spec = spec.model_copy(update={"onnx_reason": conversion.reason})
     features, _ = split_xy(train_frame, config)
     onnx_path = Path(out.onnx_model) if spec.onnx_sha256 else None
+    # The rows this model was fitted on and selected with: a later evaluation leaves them
+    # out when it scores this model as the champion, so it is not graded on its own training data.
+    seen = training_row_set(*(model_row_hashes(frame, config) for frame in (train_frame, validation_frame)))
     run_id, model_uri = log_training(
-        ctx, config, result, Path(out.model), sha, features.head(5), spec, onnx_path
+        ctx, config, result, Path(out.model), sha, features.head(5), spec, onnx_path, training_rows=seen
     )
     return TrainResult(
         sha256=sha,
@@ -106,6 +114,7 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
         mlflow_run_id=run_id,
         mlflow_model_uri=model_uri,
         estimator=best.estimator,
+        best_params=dict(best.best_params),
         metric=result.metric.value,
         cv_score=best.cv_score,
         validation_score=best.validation_score,

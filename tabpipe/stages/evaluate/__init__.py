@@ -15,7 +15,13 @@ confusion matrix, ROC points), :mod:`.slices`, :mod:`.gate` (the blessing),
 :mod:`.fingerprint` (of the test split, so a champion's recorded metrics can be reused).
 """
 
-from tabpipe.stages.evaluate.fingerprint import frame_fingerprint
+from tabpipe.stages.evaluate.fingerprint import (
+    frame_fingerprint,
+    model_row_hashes,
+    row_hashes,
+    training_row_set,
+    unseen_mask,
+)
 from tabpipe.stages.evaluate.gate import Blessing, GateCheck, bless
 from tabpipe.stages.evaluate.importance import permutation_importance_table
 from tabpipe.stages.evaluate.metrics import compute_metrics, confusion, roc_curve_points
@@ -33,10 +39,14 @@ __all__ = [
     "compute_metrics",
     "confusion",
     "frame_fingerprint",
+    "model_row_hashes",
     "permutation_importance_table",
     "predict",
     "render_markdown",
     "roc_curve_points",
+    "row_hashes",
     "slice_metrics",
+    "training_row_set",
+    "unseen_mask",
     "write_plots",
 ]

@@ -78,11 +78,19 @@ def _threshold_check(metric: Metric, value: float | None, bound: float) -> GateC
 
 
 def _champion_check(
-    metric: Metric, value: float | None, champion_metrics: dict[str, float] | None, tolerance: float
+    metric: Metric,
+    value: float | None,
+    champion_metrics: dict[str, float] | None,
+    tolerance: float,
+    rows: str | None = None,
+    skipped: str | None = None,
 ) -> GateCheck:
     name = f"champion {metric.value}"
     if champion_metrics is None:
         return GateCheck(name, True, "no champion yet")
+    if skipped is not None:
+        # Not a failure: the candidate still met every threshold; there is just no fair comparison.
+        return GateCheck(name, True, f"skipped: {skipped}")
     if value is None or math.isnan(value):
         detail = f"candidate {metric.value} is undefined; cannot compare with the champion"
         return GateCheck(name, False, detail)
@@ -93,7 +101,7 @@ def _champion_check(
     # How much worse the candidate is, in the metric's own direction (negative = better).
     worse_by = champion - value if metric.higher_is_better else value - champion
     v, c = fmt_pair(value, champion)
-    head = f"{metric.value} {v} vs champion {c}"
+    head = f"{metric.value} {v} vs champion {c}" + (f" on {rows}" if rows else "")
     if worse_by <= 0:
         return GateCheck(name, True, f"{head}: not worse")
     passed = worse_by <= tolerance + _GATE_EPSILON
@@ -106,6 +114,10 @@ def bless(
     evaluation: EvaluationConfig,
     champion_metrics: dict[str, float] | None,
     extra_checks: Sequence[GateCheck] = (),
+    *,
+    comparison_metrics: dict[str, float] | None = None,
+    champion_rows: str | None = None,
+    champion_skipped: str | None = None,
 ) -> Blessing:
     """Decide whether the candidate is blessed.
 
@@ -113,13 +125,20 @@ def bless(
     ``<=`` for error metrics; a NaN or missing metric fails), then the champion check on the
     primary metric (the candidate may be worse than the champion by at most
     ``champion_tolerance``, an absolute difference in the metric's own direction; it passes
-    with "no champion yet" when there is none), then ``extra_checks`` as given.
+    with "no champion yet" when there is none, and with "skipped: ..." when too few test rows
+    are new to the champion to compare fairly), then ``extra_checks`` as given. Thresholds
+    use ``metrics`` (the whole test split); the champion check uses ``comparison_metrics``.
 
     Args:
         metrics: The candidate's metrics (:func:`compute_metrics`).
         evaluation: Thresholds, primary metric and tolerance.
         champion_metrics: The current champion's metrics, or None when there is no champion.
         extra_checks: Further checks to include, e.g. ONNX parity.
+        comparison_metrics: The candidate's metrics on the rows the champion was scored on
+            (those it did not train on); None when that is the whole test split (``metrics``).
+        champion_rows: Which rows the comparison used, for the detail, e.g.
+            ``"1240 of 4000 test rows it was not trained on"``.
+        champion_skipped: Why the champion comparison is skipped (it passes, saying so).
 
     Returns:
         The blessing, with every check and its detail.
@@ -130,8 +149,16 @@ def bless(
         for metric, bound in evaluation.thresholds.items()
     ]
     primary = evaluation.primary_metric
+    compared = metrics if comparison_metrics is None else comparison_metrics
     checks.append(
-        _champion_check(primary, metrics.get(primary.value), champion_metrics, evaluation.champion_tolerance)
+        _champion_check(
+            primary,
+            compared.get(primary.value),
+            champion_metrics,
+            evaluation.champion_tolerance,
+            champion_rows,
+            champion_skipped,
+        )
     )
     checks.extend(extra_checks)
     return Blessing(blessed=all(c.passed for c in checks), checks=checks)

@@ -33,6 +33,8 @@ def render_markdown(
     slices: list[dict],
     blessing: Blessing,
     champion_metrics: dict[str, float] | None,
+    champion_rows: str | None = None,
+    comparison_metrics: dict[str, float] | None = None,
 ) -> str:
     """Render the human-readable evaluation report shown in the KFP UI.
 
@@ -41,6 +43,10 @@ def render_markdown(
         slices: Output of :func:`slice_metrics`.
         blessing: Output of :func:`bless`.
         champion_metrics: The champion's metrics, or None (then no champion column).
+        champion_rows: Which test rows the champion was compared on (a sentence), shown above
+            the metrics.
+        comparison_metrics: The candidate's metrics on those rows when they are a subset of the
+            test split; shown as their own column next to the champion's.
 
     Returns:
         Markdown: a BLESSED / NOT BLESSED headline, then metrics, gate checks and slices tables.
@@ -52,8 +58,15 @@ def render_markdown(
         lines += ["Failed checks:", ""] + [f"- {_cell(r)}" for r in blessing.reasons] + [""]
 
     lines += ["## Metrics", ""]
+    if champion_rows:
+        lines += [f"Champion compared on {champion_rows}.", ""]
     if champion_metrics is None:
         lines += _table(["metric", "candidate"], [[k, v] for k, v in metrics.items()])
+    elif comparison_metrics is not None:
+        lines += _table(
+            ["metric", "candidate", "candidate (champion's rows)", "champion"],
+            [[k, v, comparison_metrics.get(k), champion_metrics.get(k)] for k, v in metrics.items()],
+        )
     else:
         lines += _table(
             ["metric", "candidate", "champion"],

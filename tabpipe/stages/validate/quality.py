@@ -105,9 +105,7 @@ def check_quality(
         # than crash the fit later.
         n_missing = int(y.isna().sum())
         if n_missing:
-            violations.append(
-                f"target {target!r}: {n_missing} missing value(s); every row needs a target value"
-            )
+            violations.append(f"target {target!r}: {n_missing} missing value(s)")
         infinite = _infinite(y)
         n_infinite = int(infinite.sum())
         if n_infinite:
