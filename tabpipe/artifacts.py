@@ -14,6 +14,8 @@ class Meta:
     N_TRAIN = "n_train"
     N_VALIDATION = "n_validation"
     N_TEST = "n_test"
+    DUPLICATES_REMOVED = "duplicates_removed"
+    BEST_PARAMS_JSON = "best_params_json"
     WARNINGS = "warnings"
     N_FEATURES_OUT = "n_features_out"
     CODE_VERSION = "code_version"

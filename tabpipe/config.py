@@ -113,6 +113,17 @@ class SourceConfig(_Strict):
         return aliases[suffix]
 
 
+class DuplicatePolicy(enum.StrEnum):
+    """What ingest does with exact duplicate rows, so copies never sit on both sides of a split."""
+
+    #: Keep one copy of each row (the count removed is reported).
+    DROP = "drop"
+    #: Keep every copy, all in the same split.
+    GROUP = "group"
+    #: Keep them and split them independently (copies leak from train into test: not advised).
+    KEEP = "keep"
+
+
 class SplitConfig(_Strict):
     """Train/validation/test split."""
 
@@ -122,11 +133,19 @@ class SplitConfig(_Strict):
     timestamp_column: str | None = Field(
         default=None, description="When set, split by time (oldest rows train) instead of stratified."
     )
+    duplicates: DuplicatePolicy = Field(
+        default=DuplicatePolicy.DROP, description="Exact duplicate rows: drop, group (one split) or keep."
+    )
+    group_column: str | None = Field(
+        default=None, description="Rows sharing this column's value (an entity) stay in one split."
+    )
 
     @model_validator(mode="after")
     def _room_for_training(self) -> SplitConfig:
         if self.test_size + self.validation_size >= 0.9:
             raise ValueError("test_size + validation_size must leave at least 10% for training")
+        if self.group_column is not None and self.timestamp_column is not None:
+            raise ValueError("group_column and timestamp_column cannot be combined; choose one way to split")
         return self
 
 
@@ -271,6 +290,29 @@ class DriftConfig(_Strict):
     )
 
 
+class LeakageConfig(_Strict):
+    """Limits on leakage across the splits (see :mod:`tabpipe.stages.validate.leakage`)."""
+
+    max_test_share_in_train: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of test rows that may be copies of training rows.",
+    )
+    max_conflicting_label_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of rows whose features also appear with another label.",
+    )
+    max_single_feature_score: float = Field(
+        default=0.99,
+        gt=0.0,
+        le=1.0,
+        description="One feature alone scoring this on test (balanced accuracy or R²) is a target proxy.",
+    )
+
+
 class RegistryConfig(_Strict):
     """Where blessed models go in the MLflow Model Registry."""
 
@@ -294,6 +336,7 @@ class PipelineConfig(_Strict):
     search: SearchConfig = SearchConfig()
     evaluation: EvaluationConfig
     drift: DriftConfig = DriftConfig()
+    leakage: LeakageConfig = LeakageConfig()
     registry: RegistryConfig
 
     @model_validator(mode="after")
@@ -342,6 +385,9 @@ class PipelineConfig(_Strict):
             unknown = [name for name in names if name not in columns]
             if unknown:
                 problems.append(f"{where}: {unknown} not contract column(s)")
+        group = self.split.group_column
+        if group is not None and group not in columns:
+            problems.append(f"split.group_column {group!r} is not a contract column")
         ts = self.split.timestamp_column
         if ts is not None and ts not in columns:
             problems.append(f"split.timestamp_column {ts!r} is not a contract column")

@@ -28,6 +28,7 @@ class IngestResult:
     n_train: int
     n_validation: int
     n_test: int
+    duplicates_removed: int = 0
 
     def metadata(self) -> dict[str, Any]:
         """Artifact metadata, keyed by :class:`tabpipe.artifacts.Meta`."""
@@ -37,6 +38,7 @@ class IngestResult:
             Meta.N_TRAIN: self.n_train,
             Meta.N_VALIDATION: self.n_validation,
             Meta.N_TEST: self.n_test,
+            Meta.DUPLICATES_REMOVED: self.duplicates_removed,
         }
 
 
@@ -58,4 +60,5 @@ def run(config: PipelineConfig, out: IngestOutputs) -> IngestResult:
         n_train=len(splits.train),
         n_validation=len(splits.validation),
         n_test=len(splits.test),
+        duplicates_removed=result.duplicates_removed,
     )

@@ -65,7 +65,9 @@ def run(config: PipelineConfig, splits: Splits, out: ValidateOutputs) -> Validat
     if config.drift.reference_uri is not None:
         reference_source = SourceConfig(uri=config.drift.reference_uri)
         reference, _ = read_table(reference_source.uri, reference_source.resolved_format)
-    report = validate_frame(whole, config, reference, dataset=config.name)
+    report = validate_frame(
+        whole, config, reference, dataset=config.name, splits=(frames[0], frames[1], frames[2])
+    )
     write_atomic(out.report_json, json.dumps(report.to_dict(), indent=2).encode())
     write_atomic(out.report_markdown, report.to_markdown().encode())
     raise_for_report(report)

@@ -344,3 +344,73 @@ def test_ingest_missing_source_file(tmp_path: Path) -> None:
     config = make_config(tmp_path / "absent.csv")
     with pytest.raises(SourceError, match="file not found"):
         ingest(config)
+
+
+# --------------------------------------------------------------------------- leakage guard at the split
+
+
+def _with_copies(n: int = 300, copies: int = 100, seed: int = 3) -> pd.DataFrame:
+    frame = generated_frame(n, seed=seed).drop(columns=["id"])
+    return pd.concat([frame, frame.iloc[:copies]], ignore_index=True)
+
+
+def _keys(frame: pd.DataFrame) -> set[tuple]:
+    return set(map(tuple, frame.astype(str).to_numpy()))
+
+
+def _config_without_id(uri: Path, **extra: Any) -> PipelineConfig:
+    config = make_config(uri, **extra)
+    columns = {k: v for k, v in config.contract.columns.items() if k != "id"}
+    contract = config.contract.model_copy(update={"columns": columns})
+    return config.model_copy(update={"contract": contract})
+
+
+def test_exact_duplicates_are_dropped_before_the_split_and_counted(tmp_path: Path) -> None:
+    frame = _with_copies()
+    result = ingest(_config_without_id(write_csv(frame, tmp_path / "d.csv")))
+    assert result.n_rows == 400 and result.duplicates_removed == 100
+    s = result.splits
+    assert len(s.train) + len(s.validation) + len(s.test) == 300
+    assert not (_keys(s.test) & _keys(s.train)) and not (_keys(s.validation) & _keys(s.train))
+
+
+def test_duplicates_kept_together_in_one_split(tmp_path: Path) -> None:
+    frame = _with_copies()
+    config = _config_without_id(write_csv(frame, tmp_path / "d.csv"), split={"duplicates": "group"})
+    result = ingest(config)
+    s = result.splits
+    assert result.duplicates_removed == 0
+    assert len(s.train) + len(s.validation) + len(s.test) == 400
+    assert not (_keys(s.test) & _keys(s.train)) and not (_keys(s.validation) & _keys(s.test))
+
+
+def test_group_column_keeps_each_entity_in_one_split(tmp_path: Path) -> None:
+    frame = generated_frame(400, seed=8)
+    frame["id"] = np.arange(400) // 4  # 100 entities of 4 rows each
+    config = make_config(write_csv(frame, tmp_path / "g.csv"), split={"group_column": "id"})
+    s = ingest(config).splits
+    assert not (ids(s.train) & ids(s.test)) and not (ids(s.train) & ids(s.validation))
+    assert not (ids(s.validation) & ids(s.test))
+    assert len(s.test) == pytest.approx(80, abs=4) and len(s.validation) == pytest.approx(40, abs=4)
+
+
+def test_a_split_with_one_class_fails_with_a_clear_message(tmp_path: Path) -> None:
+    from tabpipe.errors import DataValidationError
+
+    frame = generated_frame(200, seed=1, yes_share=0.5)
+    frame["id"] = np.where(frame["label"] == "yes", 0, np.arange(1, 201))  # every "yes" is one entity
+    config = make_config(write_csv(frame, tmp_path / "one.csv"), split={"group_column": "id"})
+    with pytest.raises(DataValidationError) as err:
+        ingest(config)
+    message = str(err.value)
+    assert "split holds a single class (no)" in message and "a classifier needs at least two" in message
+
+
+def test_rows_without_a_target_fail_at_ingest_with_the_count(tmp_path: Path) -> None:
+    from tabpipe.errors import DataValidationError
+
+    frame = generated_frame(100)
+    frame.loc[[3, 7, 9], "label"] = None
+    with pytest.raises(DataValidationError) as err:
+        ingest(make_config(write_csv(frame, tmp_path / "nan.csv")))
+    assert "target 'label': 3 row(s) have no value" in str(err.value)

@@ -7,7 +7,8 @@ problems at once, and :func:`raise_for_report` is the one place that stops the
 pipeline.
 
 - the contract's rules: :mod:`tabpipe.contract.frame` (shared with batch scoring and serving);
-- quality: :mod:`.quality`; drift: :mod:`.drift` (one module per test); PII: :mod:`.pii`;
+- quality: :mod:`.quality`; leakage across the splits: :mod:`.leakage`;
+  drift: :mod:`.drift` (one module per test); PII: :mod:`.pii`;
 - the report: :mod:`.report`.
 """
 
@@ -20,6 +21,7 @@ from tabpipe.contract.frame import check_frame, messages
 from tabpipe.contract.infer import infer_contract
 from tabpipe.errors import DataValidationError
 from tabpipe.stages.validate.drift import DriftColumn, DriftResult, check_drift
+from tabpipe.stages.validate.leakage import check_leakage
 from tabpipe.stages.validate.pii import apply_pii
 from tabpipe.stages.validate.quality import check_quality
 from tabpipe.stages.validate.report import ValidationReport
@@ -38,7 +40,11 @@ def check_contract(df: pd.DataFrame, contract: DataContract) -> list[str]:
 
 
 def validate_frame(
-    df: pd.DataFrame, config: PipelineConfig, reference: pd.DataFrame | None, dataset: str
+    df: pd.DataFrame,
+    config: PipelineConfig,
+    reference: pd.DataFrame | None,
+    dataset: str,
+    splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> ValidationReport:
     """Run every check on a table and gather the results in one report.
 
@@ -50,6 +56,7 @@ def validate_frame(
         config: The pipeline config; its contract, target, task and drift settings apply.
         reference: The reference table for the drift check, or None to skip it.
         dataset: Name shown in the report (e.g. the config name).
+        splits: The train, validation and test splits ``df`` was made of, for the leakage checks.
 
     Returns:
         The validation report.
@@ -65,10 +72,24 @@ def validate_frame(
         warnings=notes,
         quality=quality,
     )
+    from tabpipe.features import feature_columns
+
+    if splits is not None:
+        limits = config.leakage
+        leakage = check_leakage(
+            *splits,
+            features=feature_columns(config).raw,
+            target=config.target,
+            classification=config.task.is_classification,
+            max_test_share_in_train=limits.max_test_share_in_train,
+            max_conflicting_label_share=limits.max_conflicting_label_share,
+            max_single_feature_score=limits.max_single_feature_score,
+        )
+        report.leakage = leakage.figures()
+        report.violations += leakage.violations
     if reference is None:
         report.drift_skipped_reason = NO_REFERENCE_REASON
         return report
-    from tabpipe.features import feature_columns
 
     settings = config.drift
     exclude = [config.target, *contract.pii_columns]

@@ -48,6 +48,7 @@ class ValidationReport:
     quality: dict[str, object] = field(default_factory=dict)
     drift: DriftResult | None = None
     drift_skipped_reason: str | None = None
+    leakage: dict[str, object] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -93,6 +94,7 @@ class ValidationReport:
                 "violations": self.violations,
                 "warnings": self.warnings,
                 "quality": self.quality,
+                "leakage": self.leakage,
                 "drift": self._drift_dict(),
                 "drift_skipped_reason": self.drift_skipped_reason,
             }
@@ -113,7 +115,11 @@ class ValidationReport:
         out += [f"- {md(v)}" for v in self.violations] or ["None."]
         if self.warnings:
             out += ["", "## Warnings", ""] + [f"- {md(w)}" for w in self.warnings]
-        out += ["", "## Quality", "", *_quality_markdown(self.quality), "", "## Drift", ""]
+        out += ["", "## Quality", "", *_quality_markdown(self.quality)]
+        if self.leakage:
+            out += ["", "## Leakage across the splits", "", "| figure | value |", "|---|---:|"]
+            out += [f"| {md(name)} | {md(value)} |" for name, value in self.leakage.items()]
+        out += ["", "## Drift", ""]
         out += _drift_markdown(self.drift, self.drift_skipped_reason)
         return "\n".join(out) + "\n"
 

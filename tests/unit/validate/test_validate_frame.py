@@ -132,6 +132,55 @@ def test_report_to_dict_is_json_safe_with_numpy_values():
         "violations": [],
         "warnings": [],
         "quality": {"missing_ratio": {"a": None}, "k": [1, True]},
+        "leakage": {},
         "drift": None,
         "drift_skipped_reason": None,
     }
+
+
+# --------------------------------------------------------------------------- leakage across the splits
+
+
+def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    n = len(frame)
+    return frame.iloc[: n // 2], frame.iloc[n // 2 : 3 * n // 4], frame.iloc[3 * n // 4 :]
+
+
+def test_test_rows_copied_from_train_fail_with_the_count():
+    frame = _demo_frame(seed=4)
+    train, validation, test = _split(frame)
+    test = pd.concat([test.iloc[:10], train.iloc[:40]], ignore_index=True)  # 40 copies of training rows
+    whole = pd.concat([train, validation, test], ignore_index=True)
+    report = validate_frame(whole, config(CONTRACT_DOC), None, "demo", splits=(train, validation, test))
+    assert report.leakage["test_rows_in_train"] == 40
+    assert report.leakage["test_share_in_train"] == 0.8
+    assert (
+        "leakage: 40 of 50 test row(s) (80.0%) are copies of training rows, above "
+        "leakage.max_test_share_in_train 0.0" in report.violations
+    )
+
+
+def test_a_feature_equal_to_the_target_is_a_proxy():
+    frame = _demo_frame(seed=5)
+    frame["x"] = frame["y"].astype(float)  # the target in disguise
+    train, validation, test = _split(frame)
+    report = validate_frame(frame, config(CONTRACT_DOC), None, "demo", splits=(train, validation, test))
+    proxies = [v for v in report.violations if "alone predicts the target" in v]
+    assert proxies == [
+        "leakage: feature 'x' alone predicts the target (balanced accuracy 1.000 on the test split), at or above "
+        "leakage.max_single_feature_score 0.99: is it the target in disguise?"
+    ]
+    assert report.leakage["strongest_single_feature"] == "x (1.000)"
+
+
+def test_conflicting_labels_are_counted_and_limited():
+    frame = _demo_frame(seed=6)
+    twins = frame.iloc[:30].copy()
+    twins["y"] = 1 - twins["y"]  # same features, the other label
+    frame = pd.concat([frame, twins], ignore_index=True)
+    train, validation, test = _split(frame)
+    lenient = validate_frame(frame, config(CONTRACT_DOC), None, "demo", splits=(train, validation, test))
+    assert lenient.leakage["conflicting_label_rows"] == 60
+    strict = config(CONTRACT_DOC, leakage={"max_conflicting_label_share": 0.1, "max_test_share_in_train": 1.0})
+    report = validate_frame(frame, strict, None, "demo", splits=(train, validation, test))
+    assert any("60 row(s) (26.1%) share their features" in v for v in report.violations)
