@@ -22,10 +22,12 @@ from tabpipe.contract.rules import (
     RuleScope,
     ValueKind,
     Violation,
+    boolean_token,
     check_values,
     column_label,
     examples,
     missing_mask,
+    normalize_values,
     value_kind,
 )
 from tabpipe.contract.schema import ColumnContract, ColumnType, DataContract
@@ -62,8 +64,21 @@ def _objects(series: pd.Series) -> np.ndarray:
     return values
 
 
+def _boolean(value: object) -> float | None:
+    """The canonical value of one present cell of a boolean column, or None when it is not boolean."""
+    if isinstance(value, str):
+        return boolean_token(value)
+    if isinstance(value, bool | int | float) and value in _BOOL_MEMBERS:
+        return float(value)
+    return None
+
+
 def canonical_values(series: pd.Series, col: ColumnContract) -> tuple[str | None, np.ndarray]:
     """A column's dtype check and, when it conforms, its canonical values.
+
+    Boolean columns read as text (``yes``/``no`` and the other
+    :data:`~tabpipe.contract.rules.BOOLEAN_TOKENS`) map to 1.0/0.0, and string
+    columns get their declared ``normalize`` steps, as serving decodes them.
 
     Returns:
         (problem, values): ``problem`` is None when the dtype conforms, else what
@@ -83,13 +98,16 @@ def canonical_values(series: pd.Series, col: ColumnContract) -> tuple[str | None
             return found, np.empty(0)
         if ptypes.is_numeric_dtype(dtype):
             return None, series.to_numpy(dtype=np.float64, na_value=np.nan)
-        if col.dtype is ColumnType.BOOLEAN and ptypes.is_object_dtype(dtype):
-            # CSV reads a boolean column with nulls as object: True/False/None.
+        if col.dtype is ColumnType.BOOLEAN and (
+            ptypes.is_object_dtype(dtype) or ptypes.is_string_dtype(dtype)
+        ):
+            # CSV reads a boolean column with nulls as object (True/False/None), and one of
+            # yes/no-style tokens as text.
             values = _objects(series)
-            present = [v for v in values if v is not None]
-            if all(isinstance(v, bool | int | float) and v in _BOOL_MEMBERS for v in present):
-                return None, np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-            bad = [v for v in present if not (isinstance(v, bool | int | float) and v in _BOOL_MEMBERS)]
+            mapped = [None if v is None else _boolean(v) for v in values]
+            bad = [v for v, m in zip(values, mapped, strict=True) if v is not None and m is None]
+            if not bad:
+                return None, np.array([np.nan if m is None else m for m in mapped], dtype=np.float64)
             return f"{found} holding non-boolean values (e.g. {examples(bad)})", np.empty(0)
         return found, np.empty(0)
     if kind is ValueKind.TEXT:
@@ -98,7 +116,7 @@ def canonical_values(series: pd.Series, col: ColumnContract) -> tuple[str | None
             or ptypes.is_string_dtype(dtype)
             or isinstance(dtype, pd.CategoricalDtype)
         ):
-            return None, _objects(series)
+            return None, normalize_values(col, _objects(series))
         return found, np.empty(0)
     # DATE
     if ptypes.is_datetime64_any_dtype(dtype):
@@ -112,6 +130,7 @@ def canonical_values(series: pd.Series, col: ColumnContract) -> tuple[str | None
 
 
 def _unique_violation(name: str, series: pd.Series) -> Violation | None:
+    """Repeated values of a column (its canonical values when the column declares ``normalize``)."""
     values = hashable(series.dropna())
     dup_mask = values.duplicated(keep=False)
     if not dup_mask.any():
@@ -188,6 +207,8 @@ def check_frame(
             continue
         violations += check_values(name, col, values)
         if whole_table and col.unique:
+            if col.normalize:  # "A1" and "a1 " are one identifier once normalised
+                series = pd.Series(values, dtype=object)
             unique = _unique_violation(name, series)
             if unique is not None:
                 violations.append(unique)
@@ -195,10 +216,15 @@ def check_frame(
 
 
 def row_messages(violations: list[Violation]) -> list[str]:
-    """The messages of the row-scope violations (what every checking path must agree on)."""
-    return [v.message for v in violations if v.scope is RuleScope.ROW]
+    """The messages of the row-scope errors (what every checking path must agree on); no warnings."""
+    return [v.message for v in violations if v.scope is RuleScope.ROW and not v.is_warning]
 
 
 def messages(violations: list[Violation]) -> list[str]:
-    """Every violation's message, in order."""
-    return [v.message for v in violations]
+    """Every error's message, in order: what fails validation and batch scoring (warnings excluded)."""
+    return [v.message for v in violations if not v.is_warning]
+
+
+def warning_messages(violations: list[Violation]) -> list[str]:
+    """The soft rules' warnings, in order: reported, never a failure."""
+    return [v.message for v in violations if v.is_warning]

@@ -20,6 +20,14 @@ Two evaluations of the same table:
 Rules are applied in table order. *Shape* rules (finite, integer, boolean, date)
 come first; *value* rules (allowed, min, max) then look only at values whose
 shape passed, so ``1.5`` in an integer column is reported once, as non-integer.
+*Soft* rules (soft_min, soft_max) come last, see only values every hard rule
+accepted, and yield :attr:`Severity.WARNING` violations: every path reports them
+the same way, none rejects a row for them.
+
+Canonical values already carry the contract's value mapping, defined here once:
+boolean tokens (``yes``/``no``, ``true``/``false``, ``y``/``n``, ``t``/``f``, any
+case) become 1.0/0.0 (:func:`boolean_token`) and a string column's declared
+``normalize`` steps are applied (:func:`normalize_values`).
 Rules that need the whole table (``unique``) are not row rules: they live in
 :mod:`tabpipe.contract.frame`.
 """
@@ -35,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from tabpipe.contract.schema import ColumnContract, ColumnType
+from tabpipe.contract.schema import ColumnContract, ColumnType, normalize_text
 
 #: At most this many distinct offending values are quoted in a message.
 MAX_EXAMPLES = 5
@@ -67,6 +75,13 @@ class RuleScope(enum.StrEnum):
     DATASET = "dataset"
 
 
+class Severity(enum.StrEnum):
+    """Whether a broken rule rejects (error) or is only reported (warning, a soft rule)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken rule on one column (or on the table when ``column`` is None)."""
@@ -76,6 +91,12 @@ class Violation:
     scope: RuleScope
     count: int
     message: str
+    severity: Severity = Severity.ERROR
+
+    @property
+    def is_warning(self) -> bool:
+        """A soft rule's finding: reported and counted, never a rejection."""
+        return self.severity is Severity.WARNING
 
 
 # --------------------------------------------------------------------------- formatting
@@ -125,6 +146,34 @@ def missing_mask(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.isnan(values)
     return np.fromiter((v is None or v != v for v in values), dtype=bool, count=len(values))
+
+
+#: Text accepted as a boolean (compared after strip and casefold), with its canonical value.
+BOOLEAN_TOKENS: dict[str, float] = {
+    "true": 1.0,
+    "false": 0.0,
+    "yes": 1.0,
+    "no": 0.0,
+    "y": 1.0,
+    "n": 0.0,
+    "t": 1.0,
+    "f": 0.0,
+}
+
+
+def boolean_token(value: str) -> float | None:
+    """The canonical value (1.0/0.0) of a boolean token, or None when ``value`` is not one."""
+    return BOOLEAN_TOKENS.get(value.strip().casefold())
+
+
+def normalize_values(col: ColumnContract, values: np.ndarray) -> np.ndarray:
+    """A string column's values with its declared ``normalize`` steps applied (None and non-text kept)."""
+    steps = col.normalize
+    if not steps:
+        return values
+    out = np.empty(len(values), dtype=object)
+    out[:] = [normalize_text(v, steps) if isinstance(v, str) else v for v in values]
+    return out
 
 
 def _parse_date(value: Any) -> Any:
@@ -193,6 +242,7 @@ class RowRule:
         accepts: Compiles the scalar predicate of the fast path for one column.
         describe: The rule's part of the message, after the count (e.g. ``"below min 0"``).
         quote: Whether the message quotes example offending values.
+        soft: A soft rule: its findings are warnings, checked on values every hard rule accepted.
     """
 
     name: str
@@ -202,6 +252,7 @@ class RowRule:
     accepts: Callable[[ColumnContract], Predicate]
     describe: Callable[[ColumnContract], str]
     quote: bool = True
+    soft: bool = False
 
 
 def _is_numeric(col: ColumnContract) -> bool:
@@ -293,6 +344,24 @@ ROW_RULES: tuple[RowRule, ...] = (
         accepts=lambda col: lambda v: v <= col.max,
         describe=lambda col: f"value(s) above max {fmt(col.max)}",
     ),
+    RowRule(
+        name="soft_min",
+        applies=lambda col: col.soft_min is not None and _is_numeric(col),
+        shape=False,
+        find=lambda col, v: v < col.soft_min,
+        accepts=lambda col: lambda v: v >= col.soft_min,
+        describe=lambda col: f"value(s) below soft_min {fmt(col.soft_min)} (accepted, flagged)",
+        soft=True,
+    ),
+    RowRule(
+        name="soft_max",
+        applies=lambda col: col.soft_max is not None and _is_numeric(col),
+        shape=False,
+        find=lambda col, v: v > col.soft_max,
+        accepts=lambda col: lambda v: v <= col.soft_max,
+        describe=lambda col: f"value(s) above soft_max {fmt(col.soft_max)} (accepted, flagged)",
+        soft=True,
+    ),
 )
 
 #: Name of the null rule, which every path checks first (``nullable: false``).
@@ -304,11 +373,20 @@ def column_label(name: str) -> str:
     return f"column {name!r}"
 
 
-def _violation(name: str, rule: str, count: int, what: str, offending: np.ndarray | None) -> Violation:
+def _violation(
+    name: str,
+    rule: str,
+    count: int,
+    what: str,
+    offending: np.ndarray | None,
+    severity: Severity = Severity.ERROR,
+) -> Violation:
     message = f"{column_label(name)}: {count} {what}"
     if offending is not None:
         message += f" (e.g. {examples(offending)})"
-    return Violation(column=name, rule=rule, scope=RuleScope.ROW, count=count, message=message)
+    return Violation(
+        column=name, rule=rule, scope=RuleScope.ROW, count=count, message=message, severity=severity
+    )
 
 
 def applicable_rules(col: ColumnContract) -> tuple[RowRule, ...]:
@@ -325,7 +403,8 @@ def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Vio
         values: Its canonical values.
 
     Returns:
-        One violation per broken rule, in table order; empty when every value passes.
+        One violation per broken rule, in table order (soft rules' as warnings, last);
+        empty when every value passes.
     """
     violations: list[Violation] = []
     missing = missing_mask(values)
@@ -337,24 +416,51 @@ def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Vio
     ok = ~missing
     if not ok.any():
         return violations
+    # Values a hard value rule rejected are not also flagged by a soft rule.
+    hard_ok = ok.copy()
     for rule in applicable_rules(col):
-        positions = np.flatnonzero(ok)
+        if rule.soft:
+            positions = np.flatnonzero(hard_ok)
+            if not len(positions):
+                continue
+        else:
+            positions = np.flatnonzero(ok)
         with np.errstate(invalid="ignore"):
             bad = np.asarray(rule.find(col, values[positions]), dtype=bool)
         if bad.any():
             offending = values[positions[bad]] if rule.quote else None
-            violations.append(_violation(name, rule.name, int(bad.sum()), rule.describe(col), offending))
+            severity = Severity.WARNING if rule.soft else Severity.ERROR
+            violations.append(
+                _violation(name, rule.name, int(bad.sum()), rule.describe(col), offending, severity)
+            )
             if rule.shape:
                 ok[positions[bad]] = False
+            if not rule.soft:
+                hard_ok[positions[bad]] = False
     return violations
+
+
+def has_soft_rules(col: ColumnContract) -> bool:
+    """Whether any soft rule applies to a column."""
+    return any(rule.soft for rule in applicable_rules(col))
+
+
+def errors(violations: Sequence[Violation]) -> list[Violation]:
+    """The violations that reject (hard rules)."""
+    return [v for v in violations if not v.is_warning]
+
+
+def warnings_of(violations: Sequence[Violation]) -> list[Violation]:
+    """The soft rules' warnings."""
+    return [v for v in violations if v.is_warning]
 
 
 class FastColumn:
     """The fast path for one column: plain-Python acceptance of a few canonical values.
 
-    Compiled once per column from :data:`ROW_RULES`. :meth:`accepts` answers only
-    "every value passes"; anything else is left to :func:`check_values`, which
-    names the problem.
+    Compiled once per column from :data:`ROW_RULES`, soft rules included: :meth:`accepts`
+    answers only "every value passes, without even a warning"; anything else is left
+    to :func:`check_values`, which names the problem (or the warning).
     """
 
     __slots__ = ("nullable", "number", "predicates")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tabpipe.errors import ConfigError
 
 DocumentT = TypeVar("DocumentT", bound=BaseModel)
+_LATER_COLUMN_FIELDS = ("soft_min", "soft_max", "normalize")
 
 
 class ColumnType(enum.StrEnum):
@@ -29,6 +30,24 @@ class ColumnType(enum.StrEnum):
     STRING = "string"
     BOOLEAN = "boolean"
     DATETIME = "datetime"
+
+
+class Normalization(enum.StrEnum):
+    """A text normalisation step a string column can declare (applied in order)."""
+
+    STRIP = "strip"  # remove leading and trailing whitespace
+    CASEFOLD = "casefold"  # case-insensitive form ("Red" and "RED" become "red")
+
+
+def normalize_text(value: str, steps: tuple[Normalization, ...] | list[Normalization]) -> str:
+    """Apply a column's normalisation steps to one string.
+
+    The one definition every path uses (validation, batch scoring, serving and
+    the model pipeline), so a value is one category everywhere.
+    """
+    for step in steps:
+        value = value.strip() if step is Normalization.STRIP else value.casefold()
+    return value
 
 
 class PiiAction(enum.StrEnum):
@@ -43,28 +62,70 @@ class _Strict(BaseModel):
 
 
 class ColumnContract(_Strict):
-    """Rules for one column."""
+    """Rules for one column.
+
+    ``min``/``max`` are *hard* bounds: a value outside is a violation (validation
+    fails, batch scoring stops, serving answers 422). ``soft_min``/``soft_max``
+    are *soft* bounds, the range the data is expected in: a value outside is
+    accepted everywhere but reported as a warning (validation report, serving's
+    ``tabpipe_serving_soft_rule_hits_total`` counter), so monitoring sees it
+    without the model refusing a plausible row. Both may be set, e.g.
+    ``{min: 0, soft_max: 95}``: negative ages are errors, 96 is flagged.
+
+    ``normalize`` (string columns only) declares steps applied to every value
+    before any rule and inside the model pipeline, e.g. ``[strip, casefold]``
+    makes ``"Red "`` and ``"red"`` one category; ``allowed`` must then list the
+    normalised values.
+    """
 
     dtype: ColumnType
     nullable: bool = False
     unique: bool = False
     allowed: list[Any] | None = Field(default=None, description="Closed set of allowed values.")
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, description="Hard lower bound: smaller values are rejected.")
+    max: float | None = Field(default=None, description="Hard upper bound: larger values are rejected.")
+    soft_min: float | None = Field(
+        default=None, description="Soft lower bound: smaller values are accepted but flagged."
+    )
+    soft_max: float | None = Field(
+        default=None, description="Soft upper bound: larger values are accepted but flagged."
+    )
+    normalize: list[Normalization] | None = Field(
+        default=None, description="Text normalisation applied before the rules and the model."
+    )
     pii: PiiAction | None = None
     description: str | None = None
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ColumnContract:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        if (self.min is not None or self.max is not None) and self.dtype not in (
-            ColumnType.INTEGER,
-            ColumnType.FLOAT,
+        numeric = self.dtype in (ColumnType.INTEGER, ColumnType.FLOAT)
+        for low_name, high_name in (
+            ("min", "max"),
+            ("soft_min", "soft_max"),
+            ("min", "soft_min"),
+            ("soft_max", "max"),
+            ("min", "soft_max"),
+            ("soft_min", "max"),
         ):
-            raise ValueError("min/max apply only to integer or float columns")
+            low, high = getattr(self, low_name), getattr(self, high_name)
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{low_name} ({low}) is greater than {high_name} ({high})")
+        for field in ("min", "max", "soft_min", "soft_max"):
+            if getattr(self, field) is not None and not numeric:
+                raise ValueError(f"{field} applies only to integer or float columns")
         if self.allowed is not None and len(self.allowed) == 0:
             raise ValueError("allowed must list at least one value")
+        if self.normalize is not None:
+            if self.dtype is not ColumnType.STRING:
+                raise ValueError("normalize applies only to string columns")
+            if len(set(self.normalize)) != len(self.normalize):
+                raise ValueError("normalize lists a step twice")
+            for value in self.allowed or []:
+                if isinstance(value, str) and normalize_text(value, self.normalize) != value:
+                    shown = normalize_text(value, self.normalize)
+                    raise ValueError(
+                        f"allowed value {value!r} is not normalised: normalize would make it {shown!r}"
+                    )
         return self
 
 
@@ -88,6 +149,11 @@ class DataContract(_Strict):
     name: str
     min_rows: int = Field(default=1, ge=1)
     allow_extra_columns: bool = False
+    #: Text tokens that mean "missing" in CSV sources (e.g. ``["?", "n/a"]``), on top of
+    #: pandas' defaults (empty, ``NA``, ``NaN``, ``null``, ...): reading turns them into nulls.
+    na_values: list[str] = Field(
+        default=[], description="Extra CSV tokens read as missing values, e.g. ['?', '-']."
+    )
     columns: dict[str, ColumnContract]
     quality: QualityRules = QualityRules()
 
@@ -104,7 +170,15 @@ class DataContract(_Strict):
 
     def fingerprint(self) -> str:
         """A stable sha256 of the contract's content (the contract hash)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        # Fields added later are left out while unset, so existing contracts keep their hash.
+        if not data["na_values"]:
+            del data["na_values"]
+        for column in data["columns"].values():
+            for key in _LATER_COLUMN_FIELDS:
+                if column[key] is None:
+                    del column[key]
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -10,12 +10,15 @@ with the training reference:
   with the contract's allowed values, or the first values seen (up to
   :data:`MAX_CATEGORY_LABELS`), else ``__other__``; so cardinality stays bounded;
 * ``tabpipe_serving_prediction_value`` (regression) and
-  ``tabpipe_serving_prediction_class_total`` (classification) describe the output.
+  ``tabpipe_serving_prediction_class_total`` (classification) describe the output;
+* ``tabpipe_serving_soft_rule_hits_total{model,version,column,rule}`` counts the values
+  a soft contract rule (``soft_min``/``soft_max``) flagged in answered requests.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as _CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tabpipe.contract import ColumnType
+from tabpipe.contract.rules import Violation, check_values, has_soft_rules, warnings_of
 from tabpipe.serving_spec import ServingSpec
 
 CONTENT_TYPE_LATEST = _CONTENT_TYPE
@@ -109,6 +113,12 @@ class ServingMetrics:
             ["model", "version", "feature", "value"],
             registry=r,
         )
+        self.soft_rule_hits = Counter(
+            "tabpipe_serving_soft_rule_hits",
+            "Values accepted but outside a soft contract rule (soft_min/soft_max), per column and rule.",
+            ["model", "version", "column", "rule"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "tabpipe_serving_model_loaded",
             "1 for the model version being served.",
@@ -165,7 +175,7 @@ class ModelMetrics:
             rules = inp.rules
             if rules.dtype in (ColumnType.INTEGER, ColumnType.FLOAT):
                 self._numeric.append(inp.name)
-            else:
+            elif rules.dtype is not ColumnType.DATETIME:  # timestamps are not categories
                 self._categorical.append(inp.name)
             if rules.allowed is not None and rules.dtype is not ColumnType.FLOAT:
                 # Integer codes with an allowed set are also counted per value.
@@ -190,6 +200,25 @@ class ModelMetrics:
             c: m.prediction_class.labels(name, version, _label(c)) for c in spec.classes
         }
         self._category_children: dict[tuple[str, str], Any] = {}
+        self._soft = {inp.name: inp.rules for inp in spec.inputs if has_soft_rules(inp.rules)}
+        self._soft_children: dict[tuple[str, str], Any] = {}
+
+    def observe_warnings(self, warnings: Sequence[Violation]) -> None:
+        """Count the soft rules' warnings of an answered request, per column and rule."""
+        for warning in warnings:
+            key = (warning.column or "", warning.rule)
+            child = self._soft_children.get(key)
+            if child is None:
+                child = self._metrics.soft_rule_hits.labels(*self._key, *key)
+                self._soft_children[key] = child
+            child.inc(warning.count)
+
+    def soft_warnings(self, columns: dict[str, np.ndarray]) -> list[Violation]:
+        """The soft rules' warnings on accepted canonical values, from the contract's one rule table."""
+        found: list[Violation] = []
+        for feature, rules in self._soft.items():
+            found += warnings_of(check_values(feature, rules, columns[feature]))
+        return found
 
     def _category(self, feature: str, label: str) -> Any:
         child = self._category_children.get((feature, label))
@@ -212,8 +241,25 @@ class ModelMetrics:
                 label = seen.get(key, OTHER)
         return label
 
-    def observe(self, columns: dict[str, np.ndarray], pred: np.ndarray, n_rows: int) -> None:
-        """Record a predicted batch: input statistics and the prediction distribution."""
+    def observe(
+        self,
+        columns: dict[str, np.ndarray],
+        pred: np.ndarray,
+        n_rows: int,
+        warnings: Sequence[Violation] | None = None,
+    ) -> None:
+        """Record a predicted batch: input statistics, soft-rule hits and the prediction distribution.
+
+        Args:
+            columns: The request's canonical values (already accepted by the decoder).
+            pred: The predictions.
+            n_rows: The row count.
+            warnings: The decoder's soft-rule warnings (:attr:`DecodedRequest.warnings`); when
+                None they are evaluated here, on the columns with soft rules only, from the same
+                rule table, so the counter is right whichever the caller passes.
+        """
+        if self._soft:
+            self.observe_warnings(self.soft_warnings(columns) if warnings is None else warnings)
         if self._numeric:
             block = np.column_stack([columns[f] for f in self._numeric])
             missing = np.isnan(block)

@@ -12,6 +12,13 @@ Status codes:
   * 422: a well-formed request that breaks the model's contract (missing or
     extra column, datatype the column cannot take, null where not nullable,
     value outside the allowed set or the min/max range).
+
+Soft rules (``soft_min``/``soft_max``) never reject: a request that only breaks
+them is answered, and :attr:`DecodedRequest.warnings` carries them for the
+metrics. Decoding produces the contract's canonical values: a boolean column
+also takes BYTES holding ``yes``/``no``-style tokens (1.0/0.0), and a string
+column's declared ``normalize`` steps are applied before the rules, exactly as
+validation and batch scoring do (:mod:`tabpipe.contract.rules`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,18 @@ from typing import Any
 import numpy as np
 
 from tabpipe.contract import ColumnContract, ColumnType
-from tabpipe.contract.rules import FastColumn, ValueKind, Violation, check_values, value_kind
+from tabpipe.contract.rules import (
+    BOOLEAN_TOKENS,
+    FastColumn,
+    ValueKind,
+    Violation,
+    boolean_token,
+    check_values,
+    errors,
+    normalize_values,
+    value_kind,
+    warnings_of,
+)
 from tabpipe.serving_spec import ServingSpec
 
 DEFAULT_MAX_ROWS = 10_000
@@ -48,7 +66,8 @@ KNOWN_DATATYPES = _NUMERIC_TYPES | {"BOOL", "BYTES"}
 _ACCEPTED: dict[ColumnType, frozenset[str]] = {
     ColumnType.INTEGER: _NUMERIC_TYPES,
     ColumnType.FLOAT: _NUMERIC_TYPES,
-    ColumnType.BOOLEAN: frozenset({"BOOL"}) | frozenset(_INT_RANGES),
+    # BYTES: yes/no-style tokens (tabpipe.contract.rules.BOOLEAN_TOKENS), as CSV files hold them.
+    ColumnType.BOOLEAN: frozenset({"BOOL", "BYTES"}) | frozenset(_INT_RANGES),
     ColumnType.STRING: frozenset({"BYTES"}),
     ColumnType.DATETIME: frozenset({"BYTES"}),
 }
@@ -101,12 +120,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class DecodedRequest:
-    """A validated request: its id, the columns in spec order, the row count and requested outputs."""
+    """A validated request: its id, the columns in spec order, the row count and requested outputs.
+
+    ``warnings`` are the soft rules the request broke (accepted, to be counted).
+    """
 
     id: str | None
     columns: dict[str, np.ndarray]
     n_rows: int
     outputs: list[str] | None
+    warnings: tuple[Violation, ...] = ()
 
 
 def _examples(values: list[Any], limit: int = 3) -> str:
@@ -144,17 +167,34 @@ class _Column:
                 f"{where}: datatype {datatype} does not fit the contract dtype {self.rules.dtype.value} "
                 f"(accepted: {', '.join(sorted(self.accepted))})",
             )
-        if self.is_numeric:
+        if self.is_numeric and datatype == "BYTES":  # only a boolean column accepts BYTES
+            values = self._boolean_tokens(where, data)
+        elif self.is_numeric:
             if len(data) <= self.fast_path_rows:
                 fast = self._fast_numeric(datatype, data)
                 if fast is not None:
                     return fast, []
             values = self._numeric(where, datatype, data)
         else:
-            values = self._strings(where, data)
-            if len(data) <= self.fast_path_rows and self.fast.accepts(data):
+            values = normalize_values(self.rules, self._strings(where, data))
+            # The fast path judges the normalised values (the plain list when nothing changes).
+            checked = values.tolist() if self.rules.normalize else data
+            if len(data) <= self.fast_path_rows and self.fast.accepts(checked):
                 return values, []
         return values, check_values(self.name, self.rules, values)
+
+    def _boolean_tokens(self, where: str, data: list[Any]) -> np.ndarray:
+        """Text booleans (``yes``/``no``, ``true``/``false``, ``y``/``n``, ``t``/``f``) as 1.0/0.0."""
+        strings = self._strings(where, data)
+        mapped = [None if v is None else boolean_token(v) for v in strings]
+        bad = [v for v, m in zip(data, mapped, strict=True) if v is not None and m is None]
+        if bad:
+            raise RequestError(
+                422,
+                f"{where}: datatype BYTES for a boolean column needs one of "
+                f"{', '.join(sorted(BOOLEAN_TOKENS))} (any case), got {_examples(bad)}",
+            )
+        return np.array([math.nan if m is None else m for m in mapped], dtype=np.float64)
 
     def _fast_numeric(self, datatype: str, data: list[Any]) -> np.ndarray | None:
         """Plain-Python decoding for a few rows, where numpy's per-call cost dominates.
@@ -354,11 +394,18 @@ class RequestDecoder:
         for name in self.order:
             columns[name], broken = self.columns[name].convert(*raw[name])
             violations += broken
-        if violations:
+        rejected = errors(violations)
+        if rejected:
             # Every broken row rule at once, worded as validation and batch scoring word it.
-            broken = [v.message for v in violations]
+            broken = [v.message for v in rejected]
             raise RequestError(422, "; ".join(broken), violations=broken)
-        return DecodedRequest(id=request_id, columns=columns, n_rows=n_rows, outputs=outputs)
+        return DecodedRequest(
+            id=request_id,
+            columns=columns,
+            n_rows=n_rows,
+            outputs=outputs,
+            warnings=tuple(warnings_of(violations)),
+        )
 
     @staticmethod
     def _check_parameters(parameters: Any) -> None:
