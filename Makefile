@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/phishing.yaml
 STATE_DIR ?= .state
 MLFLOW_URI ?= http://127.0.0.1:5000
+# Not 8080: the cluster path maps the KFP UI there (kind-cluster.yaml).
+SERVE_PORT ?= 8765
+SERVING_URL ?= http://127.0.0.1:$(SERVE_PORT)
+# REUSE=1 lets make run use an MLflow server or endpoint this project did not start (refused by default).
+REUSE ?=
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
@@ -31,7 +36,8 @@ bytecode:  ## precompile the project's modules (each pipeline task then skips co
 install: $(STAMP)  ## create .venv and install the project with dev tools
 
 run: $(STAMP) bytecode  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
-	$(BIN)/tabpipe run --config $(CONFIG) --tracking-uri $(MLFLOW_URI) --state-dir $(STATE_DIR)
+	$(BIN)/tabpipe run --config $(CONFIG) --tracking-uri $(MLFLOW_URI) --state-dir $(STATE_DIR) \
+		--serving-url $(SERVING_URL) $(if $(REUSE),--reuse-servers)
 
 test: $(STAMP) lint  ## lint, then every test: unit, pipeline and end-to-end with real MLflow servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -55,14 +61,13 @@ bench-pipeline: $(STAMP) bytecode  ## benchmark: local pipeline wall time, per-s
 	$(BIN)/python bench/bench_pipeline.py --config $(CONFIG)
 
 BUNDLE ?= models:/phishing-classifier@champion
-SERVE_PORT ?= 8080
 BENCH_VENVS ?= $(STATE_DIR)/bench-venvs
 
 serve: $(STAMP)  ## serve BUNDLE (deploy bundle dir or models:/name@alias) over OIP V2 REST on 127.0.0.1:SERVE_PORT
 	$(BIN)/tabpipe serve --model $(BUNDLE) --tracking-uri $(MLFLOW_URI) --port $(SERVE_PORT)
 
 predict: $(STAMP)  ## send one row of CONFIG's data to the running server and print the answer
-	$(BIN)/tabpipe predict --config $(CONFIG) --url http://127.0.0.1:$(SERVE_PORT)
+	$(BIN)/tabpipe predict --config $(CONFIG) --url $(SERVING_URL)
 
 test-serving: $(STAMP)  ## serving tests: validation, real server over HTTP, tritonclient, fuzzing, hot swap, ONNX
 	$(BIN)/python -m pytest tests/serving tests/serving_onnx $(PYTEST_ARGS)

@@ -22,26 +22,37 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def _describe(what: str, handle: object) -> str:
+    """One line saying which server a run uses and whose it is."""
+    url, started, pid = handle.url, handle.started, handle.pid  # type: ignore[attr-defined]
+    if started:
+        log_path = handle.log_path  # type: ignore[attr-defined]
+        return f"{what}: {url} (started now, pid {pid}, log {log_path}; stop: make {what}-down)"
+    if pid is not None:
+        return f"{what}: {url} (started earlier by this project, pid {pid})"
+    return f"{what}: {url} (not started by this project; reused as asked)"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tabpipe.config import load_config
     from tabpipe.local_run import format_summary, run_pipeline
     from tabpipe.mlflow_server import ensure_server
 
     config = load_config(args.config)
-    server = ensure_server(args.tracking_uri, args.state_dir / "mlflow")
-    if server.started:
-        log.info("started MLflow server at %s (pid %s, log %s)", server.url, server.pid, server.log_path)
+    server = ensure_server(args.tracking_uri, args.state_dir / "mlflow", reuse=args.reuse_servers)
+    print(_describe("mlflow", server), flush=True)
     serving_url = None
     if not args.no_serve:
         from tabpipe.serving.launcher import ensure_serving
 
         serving = ensure_serving(
-            args.serving_url, config.registry.model_name, args.tracking_uri, args.state_dir / "serving"
+            args.serving_url,
+            config.registry.model_name,
+            args.tracking_uri,
+            args.state_dir / "serving",
+            reuse=args.reuse_servers,
         )
-        if serving.started:
-            log.info(
-                "started serving endpoint at %s (pid %s, log %s)", serving.url, serving.pid, serving.log_path
-            )
+        print(_describe("serve", serving), flush=True)
         serving_url = args.serving_url
     summary = run_pipeline(
         config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache, serving_url=serving_url
@@ -177,6 +188,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     from tabpipe.mlflow_server import DEFAULT_TRACKING_URI
+    from tabpipe.serving.launcher import DEFAULT_SERVING_URL
 
     parser = argparse.ArgumentParser(
         prog="tabpipe", description="End-to-end tabular ML pipeline on Kubeflow."
@@ -192,10 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="re-run every step")
     run.add_argument(
         "--serving-url",
-        default="http://127.0.0.1:8080",
+        default=DEFAULT_SERVING_URL,
         help="OIP endpoint to deploy to (started if none answers): load, smoke-test, then promote",
     )
     run.add_argument("--no-serve", action="store_true", help="deploy to the registry only (no live endpoint)")
+    run.add_argument(
+        "--reuse-servers",
+        action="store_true",
+        help="use an MLflow server or endpoint this project did not start (refused by default)",
+    )
     run.set_defaults(func=_cmd_run)
 
     infer = sub.add_parser("infer-schema", help="draft a data contract from a data file")
@@ -239,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="send rows of a config's data to a running server and print the answer"
     )
     predict.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
-    predict.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
+    predict.add_argument("--url", default=DEFAULT_SERVING_URL, help="server base URL")
     predict.add_argument("--rows", type=int, default=1, help="how many rows to send")
     predict.set_defaults(func=_cmd_predict)
 

@@ -119,10 +119,56 @@ def start_detached(
     raise ServiceError(f"{what} did not come up in {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}")
 
 
-def ensure_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
-    """Use the server at ``tracking_uri`` if it answers, else start one."""
+def started_here(state_dir: Path, url: str) -> int | None:
+    """The PID of the live server this project started in ``state_dir`` for ``url``'s port, if any.
+
+    ``start_detached`` leaves the PID beside the log; the process must still be
+    alive and its command line must name the same port, so a recycled PID or a
+    server moved to another port is not mistaken for ours.
+    """
+    pid_file = state_dir / PID_FILENAME
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    port = str(urlparse(url).port or "").encode()
+    return pid if port and port in cmdline else None
+
+
+def claim_or_refuse(what: str, url: str, state_dir: Path, reuse: bool, hint: str) -> ServerHandle | None:
+    """Decide about a server already answering at ``url``.
+
+    Returns:
+        A handle when it may be used (ours, or any with ``reuse``), None when nothing answers.
+
+    Raises:
+        ServiceError: something this project did not start answers there and ``reuse`` is off.
+    """
+    pid = started_here(state_dir, url)
+    if pid is not None:
+        return ServerHandle(url, False, pid, state_dir / "server.log")
+    if reuse:
+        return ServerHandle(url, False, None, None)
+    raise ServiceError(
+        f"a {what} this project did not start already answers at {url}; refusing to use it. Stop it, "
+        f"choose another address ({hint}), or reuse it on purpose "
+        "(tabpipe run --reuse-servers, make run REUSE=1)"
+    )
+
+
+def ensure_server(tracking_uri: str, state_dir: Path, reuse: bool = False) -> ServerHandle:
+    """Use the MLflow server this project started at ``tracking_uri``, or start one.
+
+    Raises:
+        ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
+    """
     if is_healthy(tracking_uri):
-        return ServerHandle(tracking_uri, False, None, None)
+        handle = claim_or_refuse(
+            "MLflow server", tracking_uri, state_dir, reuse, "MLFLOW_URI=http://127.0.0.1:<port>"
+        )
+        if handle is not None:
+            return handle
     return start_server(tracking_uri, state_dir)
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from tabpipe.serving.launcher import DEFAULT_SERVE_PORT
 from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
 
 
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="deploy bundle directory, or models:/<name>@<alias>")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (for models:/ URIs)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=DEFAULT_SERVE_PORT)
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per request")
     parser.add_argument(
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body size"

@@ -7,9 +7,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tabpipe.errors import ServiceError
-from tabpipe.mlflow_server import ServerHandle, start_detached
+from tabpipe.mlflow_server import ServerHandle, claim_or_refuse, start_detached
 
-DEFAULT_SERVING_URL = "http://127.0.0.1:8080"
+#: Not 8080: the cluster path maps the KFP UI there (kind-cluster.yaml).
+DEFAULT_SERVE_PORT = 8765
+DEFAULT_SERVING_URL = f"http://127.0.0.1:{DEFAULT_SERVE_PORT}"
 
 
 def is_live(serving_url: str, timeout: float = 2.0) -> bool:
@@ -22,14 +24,21 @@ def is_live(serving_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def ensure_serving(serving_url: str, model_name: str, tracking_uri: str, state_dir: Path) -> ServerHandle:
-    """Use the server at ``serving_url`` if it is live, else start one serving ``@champion``.
+def ensure_serving(
+    serving_url: str, model_name: str, tracking_uri: str, state_dir: Path, reuse: bool = False
+) -> ServerHandle:
+    """Use the endpoint this project started at ``serving_url``, or start one serving ``@champion``.
 
     A first run has no champion yet: the server then starts not ready, and the
     deploy stage loads the new version into it.
+
+    Raises:
+        ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
     """
     if is_live(serving_url):
-        return ServerHandle(serving_url, False, None, None)
+        handle = claim_or_refuse("serving endpoint", serving_url, state_dir, reuse, "SERVE_PORT=<port>")
+        if handle is not None:
+            return handle
     parsed = urlparse(serving_url)
     if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost"):
         raise ServiceError(f"will only start a local server for http://127.0.0.1:<port>, not {serving_url}")
@@ -38,7 +47,7 @@ def ensure_serving(serving_url: str, model_name: str, tracking_uri: str, state_d
         "--model", f"models:/{model_name}@champion",
         "--tracking-uri", tracking_uri,
         "--host", parsed.hostname,
-        "--port", str(parsed.port or 8080),
+        "--port", str(parsed.port or DEFAULT_SERVE_PORT),
     ]  # fmt: skip
     return start_detached(
         "serving endpoint", command, serving_url, lambda: is_live(serving_url), state_dir / "server.log"
