@@ -9,7 +9,7 @@ import pandas as pd
 from tabpipe.config import TaskType
 from tabpipe.contract import DataContract, QualityRules
 from tabpipe.contract.frame import hashable
-from tabpipe.contract.rules import fmt, plain
+from tabpipe.contract.rules import ValueKind, fmt, plain, value_kind
 
 
 def label(value: Any) -> str:
@@ -108,7 +108,10 @@ def check_quality(
             violations.append(f"target {target!r}: {n_missing} missing value(s)")
         infinite = _infinite(y)
         n_infinite = int(infinite.sum())
-        if n_infinite:
+        declared = contract.columns.get(target)
+        # A numeric target's contract row rule ("finite") already names these; say it once.
+        said_by_contract = declared is not None and value_kind(declared.dtype) is ValueKind.NUMBER
+        if n_infinite and not said_by_contract:
             violations.append(
                 f"target {target!r}: {n_infinite} infinite value(s); every target value must be finite"
             )
