@@ -282,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`tabpipe validate | head`): stop quietly, as other Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

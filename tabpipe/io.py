@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,8 +61,16 @@ def open_source(uri: str) -> bytes:
     return data
 
 
-def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
+def parse_table(data: bytes, fmt: SourceFormat, name: str, na_values: Sequence[str] = ()) -> pd.DataFrame:
     """Parse bytes of a CSV, Parquet or JSON table into a DataFrame.
+
+    Args:
+        data: The file's bytes.
+        fmt: Its format.
+        name: How errors name the source.
+        na_values: The contract's ``na_values``: extra CSV tokens (e.g. ``"?"``) read as
+            missing, on top of pandas' defaults, so a numeric column holding them reads as
+            numbers. Parquet and JSON carry typed nulls, so only CSV uses them.
 
     Raises:
         SourceError: the bytes are not a valid table of that format, or it has no rows.
@@ -71,7 +80,7 @@ def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
     buffer = io.BytesIO(data)
     try:
         if fmt is SourceFormat.CSV:
-            frame = pd.read_csv(buffer)
+            frame = pd.read_csv(buffer, na_values=list(na_values) or None)
         elif fmt is SourceFormat.PARQUET:
             frame = pd.read_parquet(buffer)
         else:
@@ -86,14 +95,37 @@ def parse_table(data: bytes, fmt: SourceFormat, name: str) -> pd.DataFrame:
         raise SourceError(f"source {name}: not a valid {fmt.value} file ({detail})") from None
     if frame.empty:
         raise SourceError(f"source {name}: the table has no rows")
+    if fmt is SourceFormat.CSV:
+        _refuse_duplicate_header(data, name)
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
 
-def read_table(uri: str, fmt: SourceFormat) -> tuple[pd.DataFrame, str]:
-    """Read a source table and return it with the sha256 of its bytes (the data version)."""
+def _refuse_duplicate_header(data: bytes, name: str) -> None:
+    """A CSV header naming a column twice is an error, not a column silently renamed.
+
+    pandas renames the second ``x`` to ``x.1``, which a contract allowing extra
+    columns would then accept without a word.
+
+    Raises:
+        SourceError: naming the repeated column(s).
+    """
+    import csv
+
+    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    header = next(csv.reader([first_line]), [])
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise SourceError(f"source {name}: the header names column(s) {repeated} more than once")
+
+
+def read_table(uri: str, fmt: SourceFormat, na_values: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+    """Read a source table and return it with the sha256 of its bytes (the data version).
+
+    ``na_values`` are the contract's missing-value tokens (see :func:`parse_table`).
+    """
     data = open_source(uri)
-    return parse_table(data, fmt, uri), sha256_bytes(data)
+    return parse_table(data, fmt, uri, na_values), sha256_bytes(data)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -342,3 +342,13 @@ def test_stage_guard_keeps_traceback_for_bugs() -> None:
     assert "Traceback" in result.stderr
     assert "KeyError: 'missing'" in result.stderr
     assert "stage 'train' failed" not in result.stderr
+
+
+def test_validate_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`tabpipe validate | head -1`: the reader stops early; no BrokenPipeError traceback."""
+    command = (
+        f"{sys.executable} -m tabpipe.cli validate --config {REPO / 'configs' / 'phishing.yaml'} | head -1"
+    )
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.startswith("# Data validation")
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr

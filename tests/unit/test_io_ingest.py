@@ -414,3 +414,11 @@ def test_rows_without_a_target_fail_at_ingest_with_the_count(tmp_path: Path) -> 
     with pytest.raises(DataValidationError) as err:
         ingest(make_config(write_csv(frame, tmp_path / "nan.csv")))
     assert "target 'label': 3 row(s) have no value" in str(err.value)
+
+
+def test_a_repeated_csv_header_is_refused_not_renamed(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("x,label,x,extra\n1,yes,2,a\n3,no,4,b\n")
+    with pytest.raises(SourceError) as err:
+        read_table(str(path), SourceFormat.CSV)
+    assert "the header names column(s) ['x'] more than once" in str(err.value)
