@@ -216,6 +216,14 @@ def _write_bad(kind: str, tmp_path: Path) -> tuple[Path, dict]:
         good.drop(columns=["Result"]).to_csv(path, index=False)
     elif kind == "single_class_target":
         good.assign(Result=1).to_csv(path, index=False)
+    elif kind == "nan_target":
+        good.loc[[5, 50, 500], "Result"] = float("nan")
+        good.to_csv(path, index=False)
+    elif kind == "feature_is_the_target":
+        good.assign(Page_Rank=good["Result"]).to_csv(path, index=False)
+    elif kind == "duplicate_header":
+        text = good.to_csv(index=False).splitlines()
+        path.write_text("\n".join([text[0] + ",URL_Length"] + [line + ",1" for line in text[1:]]) + "\n")
     elif kind == "drift":
         full = pd.read_csv(REPO / "data" / "phishing" / "phishing_websites.csv")
         mix = pd.concat(
@@ -239,7 +247,10 @@ BAD_INPUTS = {
     "out_of_range": ("validate", "column 'URL_Length'"),
     "all_null_column": ("validate", "column 'port' is entirely null"),
     "missing_target": ("ingest", "target column 'Result' is missing"),
-    "single_class_target": ("validate", "single class"),
+    "single_class_target": ("ingest", "single class"),
+    "nan_target": ("ingest", "target 'Result': 3 row(s) have no value"),
+    "feature_is_the_target": ("validate", "feature 'Page_Rank' alone predicts the target"),
+    "duplicate_header": ("ingest", "the header names column(s) ['URL_Length'] more than once"),
     "drift": ("validate", "drift"),
 }
 
