@@ -72,13 +72,19 @@ def _read_data(path: Path) -> object:
 
 def _cmd_infer_schema(args: argparse.Namespace) -> int:
     from tabpipe.contract import dump_contract
-    from tabpipe.stages.validate import infer_contract
+    from tabpipe.contract.infer import draft_contract
 
     frame = _read_data(args.data)
-    contract = infer_contract(frame, name=args.name or args.data.stem)
-    text = "# Drafted by `tabpipe infer-schema`: review every rule before relying on it.\n" + dump_contract(
-        contract
-    )
+    draft = draft_contract(frame, name=args.name or args.data.stem)
+    contract = draft.contract
+    header = "# Drafted by `tabpipe infer-schema`: review every rule before relying on it.\n"
+    # The flags go into the YAML as comments too, so they travel with the draft.
+    header += "".join(f"# - {note}\n" for note in draft.notes)
+    text = header + dump_contract(contract)
+    # The summary goes to stderr when the YAML itself is on stdout.
+    summary = sys.stdout if args.out else sys.stderr
+    for note in draft.notes:
+        print(f"  {note}", file=summary)
     if args.out:
         if args.out.exists() and not args.force:
             raise ConfigError(f"{args.out} exists; pass --force to overwrite it")

@@ -174,10 +174,44 @@ class EngineeredFeature(_Strict):
         return self
 
 
+class DatePart(enum.StrEnum):
+    """A numeric part of a timestamp a datetime column can feed to the model."""
+
+    YEAR = "year"
+    QUARTER = "quarter"
+    MONTH = "month"
+    DAY = "day"
+    DAYOFWEEK = "dayofweek"  # Monday = 0
+    DAYOFYEAR = "dayofyear"
+    HOUR = "hour"
+    MINUTE = "minute"
+
+
+class DatePartsFeature(_Strict):
+    """Numeric features taken from one datetime column, computed inside the model pipeline."""
+
+    column: str
+    parts: list[DatePart] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DatePartsFeature:
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError("parts lists a part twice")
+        return self
+
+    @property
+    def output_names(self) -> list[str]:
+        """The derived columns, ``<column>_<part>`` (e.g. ``listed_on_month``)."""
+        return [f"{self.column}_{part.value}" for part in self.parts]
+
+
 class FeaturesConfig(_Strict):
     """Feature handling declared per data set."""
 
     engineered: list[EngineeredFeature] = []
+    date_parts: list[DatePartsFeature] = Field(
+        default=[], description="Datetime columns fed to the model as numeric parts (year, month, ...)."
+    )
     drop: list[str] = Field(default=[], description="Columns never used as features.")
     max_categories: int = Field(default=30, ge=2, description="Rarer categories are grouped.")
 
@@ -371,6 +405,24 @@ class PipelineConfig(_Strict):
                 if col in not_features or columns[col].unique:
                     # The target would leak; dropped, PII and identifier columns never reach the model.
                     problems.append(f"{where}: input {col!r} is the target or not a model feature")
+        date_columns: set[str] = set()
+        for i, feature in enumerate(self.features.date_parts):
+            where = f"features.date_parts.{i}.column"
+            col = feature.column
+            if col not in columns:
+                problems.append(f"{where}: {col!r} is not a contract column")
+                continue
+            if columns[col].dtype.value != "datetime":
+                problems.append(f"{where}: {col!r} is {columns[col].dtype.value}, not a datetime column")
+            if col in not_features or columns[col].unique:
+                problems.append(f"{where}: {col!r} is the target or not a model feature")
+            if col in date_columns:
+                problems.append(f"{where}: {col!r} is declared twice")
+            date_columns.add(col)
+            for name in feature.output_names:
+                if name in columns or name in seen_names:
+                    problems.append(f"{where}: the derived name {name!r} clashes with a column or feature")
+                seen_names.add(name)
         for col in self.evaluation.slices:
             if col not in columns:
                 problems.append(f"evaluation.slices: {col!r} is not a contract column")

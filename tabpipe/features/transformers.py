@@ -76,3 +76,80 @@ class ToObject(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names pass through unchanged."""
         return self.feature_names_in_
+
+
+class NormalizeText(TransformerMixin, BaseEstimator):
+    """Applies the contract's declared text normalisation (``normalize: [strip, casefold]``).
+
+    The same function the rule engine applies before the rules
+    (:func:`tabpipe.contract.schema.normalize_text`), so ``"Red "`` and ``"red"``
+    are one category when the model is trained, validated and served.
+
+    Args:
+        columns: ``(column, steps)`` pairs; ``steps`` are
+            :class:`~tabpipe.contract.schema.Normalization` values.
+    """
+
+    def __init__(self, columns: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> NormalizeText:  # noqa: N803 (sklearn API)
+        """Nothing to learn; records the input columns."""
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803 (sklearn API)
+        """A copy of ``X`` with each declared column's text normalised (missing and non-text kept)."""
+        from tabpipe.contract.schema import Normalization, normalize_text
+
+        out = X.copy()
+        for column, steps in self.columns:
+            parsed = tuple(Normalization(step) for step in steps)
+            values = out[column].astype(object)
+            out[column] = [normalize_text(v, parsed) if isinstance(v, str) else v for v in values]
+        return out
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names pass through unchanged."""
+        return self.feature_names_in_
+
+
+class DateParts(TransformerMixin, BaseEstimator):
+    """Adds numeric parts of datetime columns (``features.date_parts``): ``<column>_<part>``.
+
+    Values are parsed with the rule engine's date parsing
+    (:func:`tabpipe.contract.rules.parse_dates`), so what the ``date`` rule accepts
+    is what the model reads; unparseable or missing values become NaN, which the
+    imputer downstream fills. Time-zone-aware values keep their local clock time.
+
+    Args:
+        columns: ``(column, parts)`` pairs, with ``parts`` :class:`~tabpipe.config.DatePart` values.
+    """
+
+    def __init__(self, columns: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> DateParts:  # noqa: N803 (sklearn API)
+        """Nothing to learn; records the input columns."""
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803 (sklearn API)
+        """A copy of ``X`` with the date parts appended as float columns."""
+        from tabpipe.contract.rules import parse_dates
+
+        out = X.copy()
+        for column, parts in self.columns:
+            raw = out[column].astype(object).to_numpy()
+            raw = np.array([None if v is None or v != v else v for v in raw], dtype=object)
+            stamps = parse_dates(raw)
+            for part in parts:
+                out[f"{column}_{part}"] = np.array(
+                    [np.nan if t is None else float(getattr(t, part)) for t in stamps], dtype=np.float64
+                )
+        return out
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Input columns followed by the date parts."""
+        derived = [f"{column}_{part}" for column, parts in self.columns for part in parts]
+        return np.asarray([*self.feature_names_in_, *derived], dtype=object)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tabpipe.contract import DataContract
-from tabpipe.contract.frame import check_frame, messages
+from tabpipe.contract.frame import check_frame, messages, warning_messages
 from tabpipe.contract.infer import infer_contract
 from tabpipe.errors import DataValidationError
 from tabpipe.stages.validate.drift import DriftColumn, DriftResult, check_drift
@@ -62,14 +62,15 @@ def validate_frame(
         The validation report.
     """
     contract = config.contract
-    violations = check_contract(df, contract)
+    found = check_frame(df, contract)
+    violations = messages(found)
     q_violations, notes, quality = check_quality(df, contract, config.target, config.task)
     report = ValidationReport(
         dataset=dataset,
         n_rows=len(df),
         n_columns=df.shape[1],
         violations=violations + q_violations,
-        warnings=notes,
+        warnings=warning_messages(found) + notes,  # soft contract rules warn, never fail
         quality=quality,
     )
     from tabpipe.features import feature_columns

@@ -36,9 +36,13 @@ def test_infer_contract_drafts_rules_and_round_trips():
         "flag": "boolean",
         "when": "datetime",
     }
-    assert cols["id"].unique and cols["id"].allowed is None and (cols["id"].min, cols["id"].max) == (10, 13)
+    # An identifier gets no range (ids grow), only the hard min 0 of a non-negative column.
+    assert cols["id"].unique and cols["id"].allowed is None and (cols["id"].min, cols["id"].max) == (0, None)
+    assert cols["id"].soft_max is None
     assert cols["count"].nullable and cols["count"].allowed == [1, 3] and not cols["count"].unique
-    assert cols["score"].allowed is None and (cols["score"].min, cols["score"].max) == (0.1, 0.9)
+    # Observed 0.1..0.9: soft bounds widened by 10% of the span and rounded outward.
+    assert cols["score"].allowed is None and (cols["score"].min, cols["score"].max) == (0, None)
+    assert (cols["score"].soft_min, cols["score"].soft_max) == (None, 1.0)
     assert cols["kind"].nullable and cols["kind"].allowed == ["a", "b"]
     assert cols["flag"].allowed == [False, True]
     assert all(type(v) is int for v in cols["count"].allowed)
