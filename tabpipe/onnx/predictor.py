@@ -3,6 +3,10 @@
 Per call it only reshapes each column to ``[n, 1]`` (no copy for float64),
 replaces missing strings with the graph's sentinel and runs one output; the
 input names, class labels and run options are prepared once.
+
+Callers pass columns by the contract's names; the graph's inputs have safe
+names (``c0_mean_radius``), and the model's metadata maps each to its
+contract name (:data:`META_INPUT_NAMES`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ META_MISSING_STRING = "tabpipe.missing_string"
 META_TASK = "tabpipe.task"
 META_CLASSES = "tabpipe.classes"
 META_INPUTS = "tabpipe.inputs"
+#: JSON object: graph input name -> contract column name, in the spec's order.
+META_INPUT_NAMES = "tabpipe.input_names"
 #: Graph output names skl2onnx gives classifiers (zipmap off) and regressors.
 PROBA_OUTPUT = "probabilities"
 REGRESSION_OUTPUT = "variable"
@@ -57,8 +63,17 @@ class OnnxPredictor:
         meta = self._session.get_modelmeta().custom_metadata_map
         names = [column.name for column in spec.inputs]
         graph_inputs = [i.name for i in self._session.get_inputs()]
-        if graph_inputs != names or json.loads(meta.get(META_INPUTS, "null")) != names:
-            raise ValueError(f"ONNX inputs {graph_inputs} do not match the serving spec's {names}")
+        # Graphs made before inputs were renamed use the contract's names themselves.
+        mapping = json.loads(meta.get(META_INPUT_NAMES, "null")) or {name: name for name in graph_inputs}
+        if (
+            list(mapping) != graph_inputs
+            or list(mapping.values()) != names
+            or json.loads(meta.get(META_INPUTS, "null")) != names
+        ):
+            raise ValueError(
+                f"ONNX inputs {graph_inputs} (for columns {list(mapping.values())}) "
+                f"do not match the serving spec's inputs {names}"
+            )
         if meta.get(META_TASK) != spec.task.value:
             raise ValueError(
                 f"ONNX model is for task {meta.get(META_TASK)!r}, the spec for {spec.task.value!r}"
@@ -69,8 +84,11 @@ class OnnxPredictor:
         self._missing = meta.get(META_MISSING_STRING)
         if self._missing is None:
             raise ValueError("ONNX model lacks the missing-string metadata; was it made by convert_bundle?")
-        # (name, is_string) in spec order; the graph's inputs have the same order.
-        self._inputs = [(c.name, c.rules.dtype not in _NUMERIC) for c in spec.inputs]
+        # (graph input, contract name, is_string) in spec order.
+        self._inputs = [
+            (graph_name, c.name, c.rules.dtype not in _NUMERIC)
+            for graph_name, c in zip(graph_inputs, spec.inputs, strict=True)
+        ]
         self._output = [PROBA_OUTPUT if self._classify else REGRESSION_OUTPUT]
         # Keep numeric labels numeric (ints stay ints) so they compare equal to the bundle's.
         self._classes = np.asarray(spec.classes) if self._classify else None
@@ -83,14 +101,18 @@ class OnnxPredictor:
         return out
 
     def predict(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return predictions and, for classifiers, probabilities (n_rows × n_classes, spec class order)."""
+        """Return predictions and, for classifiers, probabilities (n_rows × n_classes, spec class order).
+
+        Args:
+            columns: One array per input, keyed by the contract's column name.
+        """
         feed: dict[str, Any] = {}
-        for name, is_string in self._inputs:
+        for graph_name, name, is_string in self._inputs:
             values = columns[name]
             if is_string:
-                feed[name] = self._string_column(values)
+                feed[graph_name] = self._string_column(values)
             else:
-                feed[name] = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+                feed[graph_name] = np.asarray(values, dtype=np.float64).reshape(-1, 1)
         (result,) = self._session.run(self._output, feed)
         if not self._classify:
             return result.reshape(-1).astype(np.float64, copy=False), None

@@ -116,6 +116,9 @@ def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) ->
             "sha256": spec.sha256,
         },
     }
+    if loaded.onnx_reason is not None:
+        # Why this model is served by scikit-learn rather than its ONNX export.
+        payload["parameters"]["onnx_reason"] = loaded.onnx_reason
     return json.dumps(payload, separators=(",", ":")).encode()
 
 

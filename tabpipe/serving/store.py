@@ -37,6 +37,7 @@ class LoadedModel:
         version: The model version it answers as.
         loaded_at: Unix time the load finished.
         source: Where it came from (bundle directory or ``models:/`` URI).
+        onnx_reason: Why scikit-learn serves it rather than its ONNX export (None when ONNX does).
     """
 
     spec: ServingSpec
@@ -44,6 +45,7 @@ class LoadedModel:
     version: str
     loaded_at: float
     source: str
+    onnx_reason: str | None = None
 
 
 def is_registry_uri(uri: str) -> bool:
@@ -69,7 +71,18 @@ def choose_predictor(bundle_dir: Path, spec: ServingSpec, model: Any) -> Predict
 
     The ONNX file is used only when the spec records its ``onnx_sha256`` and the
     file matches it; a bundle without that record, or an ONNX graph that fails to
-    load, is served by scikit-learn.
+    load, is served by scikit-learn (:func:`choose_predictor_with_reason` says why).
+
+    Raises:
+        ArtifactIntegrityError: ``model.onnx`` does not match the recorded ``onnx_sha256``.
+    """
+    return choose_predictor_with_reason(bundle_dir, spec, model)[0]
+
+
+def choose_predictor_with_reason(
+    bundle_dir: Path, spec: ServingSpec, model: Any
+) -> tuple[Predictor, str | None]:
+    """Like :func:`choose_predictor`, with why scikit-learn serves the model (None when ONNX does).
 
     Raises:
         ArtifactIntegrityError: ``model.onnx`` does not match the recorded ``onnx_sha256``.
@@ -78,22 +91,29 @@ def choose_predictor(bundle_dir: Path, spec: ServingSpec, model: Any) -> Predict
 
     onnx_path = bundle_dir / ONNX_FILENAME
     expected = getattr(spec, "onnx_sha256", None)
+    # The spec's own reason when there is no export; otherwise what went wrong here.
+    reason = getattr(spec, "onnx_reason", None)
     if onnx_path.is_file() and expected:
         onnx_bytes = onnx_path.read_bytes()
         if hashlib.sha256(onnx_bytes).hexdigest() != expected:
             raise ArtifactIntegrityError(f"{onnx_path}: sha256 does not match the spec's onnx_sha256")
         try:
             from tabpipe.onnx.predictor import OnnxPredictor
-        except ImportError:
+        except ImportError as exc:
             log.info("bundle has %s but the ONNX predictor is not available; using scikit-learn", onnx_path)
+            reason = f"the ONNX predictor is not available here ({exc})"
         else:
             try:
-                return OnnxPredictor(onnx_bytes, spec)
+                return OnnxPredictor(onnx_bytes, spec), None
             except Exception as exc:  # noqa: BLE001 (a bad ONNX graph must not stop serving the verified model)
                 log.warning("ONNX predictor failed to load (%s); using scikit-learn", exc)
+                reason = f"the ONNX export failed to load: {type(exc).__name__}: {exc}"
     elif onnx_path.is_file():
         log.warning("%s has no recorded onnx_sha256; serving with scikit-learn", onnx_path)
-    return SklearnPredictor(model, spec)
+        reason = f"{ONNX_FILENAME} is present but the spec records no onnx_sha256 for it ({reason})"
+    elif expected:
+        reason = f"the spec records an ONNX export but the bundle has no {ONNX_FILENAME}"
+    return SklearnPredictor(model, spec), reason or "the spec records no ONNX export"
 
 
 def load_bundle_dir(path: str | Path) -> LoadedModel:
@@ -114,7 +134,8 @@ def load_bundle_dir(path: str | Path) -> LoadedModel:
         raise ConfigError(f"model bundle {bundle} has no {MODEL_FILENAME}")
     model = load_model(bundle / MODEL_FILENAME, spec.sha256)
     version = spec.version or "1"
-    return LoadedModel(spec, choose_predictor(bundle, spec, model), version, time.time(), str(bundle))
+    predictor, onnx_reason = choose_predictor_with_reason(bundle, spec, model)
+    return LoadedModel(spec, predictor, version, time.time(), str(bundle), onnx_reason)
 
 
 def load_registry(tracking_uri: str, model_uri: str) -> LoadedModel:
@@ -179,8 +200,8 @@ def load_registry(tracking_uri: str, model_uri: str) -> LoadedModel:
             )
         model = load_model(bundle / MODEL_FILENAME, sha)
         spec = spec.model_copy(update={"version": str(version.version)})
-        predictor = choose_predictor(bundle, spec, model)
-    return LoadedModel(spec, predictor, spec.version or "", time.time(), model_uri)
+        predictor, onnx_reason = choose_predictor_with_reason(bundle, spec, model)
+    return LoadedModel(spec, predictor, spec.version or "", time.time(), model_uri, onnx_reason)
 
 
 def load_uri(uri: str, tracking_uri: str | None = None) -> LoadedModel:
