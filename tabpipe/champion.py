@@ -62,6 +62,28 @@ class ChampionScore:
         return self.mask is None
 
 
+def unseen_mask(hashes: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Which rows (by hash) are not in ``seen``, a sorted array of row hashes.
+
+    ``seen`` is what :func:`tabpipe.stages.evaluate.training_row_set` returns.
+
+    Args:
+        hashes: Row hashes of the rows to check, e.g. the test split.
+        seen: Sorted row hashes of the rows a model has seen.
+
+    Returns:
+        A boolean mask, True for each row the model has not seen.
+
+    """
+    import numpy as np
+
+    if len(seen) == 0:
+        return np.ones(len(hashes), dtype=bool)
+    position = np.searchsorted(seen, hashes)
+    found = seen[np.minimum(position, len(seen) - 1)] == hashes
+    return ~found
+
+
 def comparison_rows(test_hashes: np.ndarray, seen: np.ndarray | None) -> tuple[np.ndarray | None, int]:
     """The test rows a champion may be scored on: those not among the rows it has seen.
 
@@ -73,8 +95,6 @@ def comparison_rows(test_hashes: np.ndarray, seen: np.ndarray | None) -> tuple[n
         (mask, rows): a boolean mask of the usable rows, or None when every row is usable
         (no overlap, or the training rows are unknown), and how many rows that is.
     """
-    from tabpipe.stages.evaluate.fingerprint import unseen_mask
-
     if seen is None:
         return None, len(test_hashes)
     mask = unseen_mask(test_hashes, seen)

@@ -12,10 +12,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tabpipe.champion import comparison_rows
+from tabpipe.champion import comparison_rows, unseen_mask
 from tabpipe.config import PipelineConfig, load_config
 from tabpipe.features import split_xy
-from tabpipe.stages.evaluate import compute_metrics, model_row_hashes, predict, training_row_set, unseen_mask
+from tabpipe.stages.evaluate import compute_metrics, model_row_hashes, predict, training_row_set
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_CONFIG = REPO / "tests" / "fixtures" / "e2e" / "phishing_small.yaml"

@@ -20,7 +20,6 @@ from tabpipe.stages.evaluate.fingerprint import (
     model_row_hashes,
     row_hashes,
     training_row_set,
-    unseen_mask,
 )
 from tabpipe.stages.evaluate.gate import Blessing, GateCheck, bless
 from tabpipe.stages.evaluate.importance import permutation_importance_table
@@ -47,6 +46,5 @@ __all__ = [
     "row_hashes",
     "slice_metrics",
     "training_row_set",
-    "unseen_mask",
     "write_plots",
 ]

@@ -82,21 +82,3 @@ def training_row_set(*hashes: np.ndarray) -> np.ndarray:
     if not hashes:
         return np.empty(0, dtype=np.uint64)
     return np.unique(np.concatenate(hashes)).astype(np.uint64)
-
-
-def unseen_mask(hashes: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Which rows (by hash) are not in ``seen``, a sorted array such as :func:`training_row_set`'s.
-
-    Args:
-        hashes: Row hashes of the rows to check, e.g. the test split.
-        seen: Sorted row hashes of the rows a model has seen.
-
-    Returns:
-        A boolean mask, True for each row the model has not seen.
-
-    """
-    if len(seen) == 0:
-        return np.ones(len(hashes), dtype=bool)
-    position = np.searchsorted(seen, hashes)
-    found = seen[np.minimum(position, len(seen) - 1)] == hashes
-    return ~found
