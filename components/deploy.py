@@ -34,6 +34,7 @@ def deploy(
         classes_json=model.metadata[Meta.CLASSES_JSON],
         onnx_model=onnx_model.path,
         onnx_sha256=onnx_model.metadata.get(Meta.ONNX_SHA256),
+        onnx_reason=onnx_model.metadata.get(Meta.ONNX_REASON),
     )
     with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
         result = stage.run(

@@ -25,6 +25,7 @@ class ModelFiles:
     classes_json: str
     onnx_model: PathLike | None = None
     onnx_sha256: str | None = None
+    onnx_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ def run(
     from tabpipe.tracking import promote
 
     spec = build_serving_spec(config, json.loads(files.classes_json), files.model_sha256).model_copy(
-        update={"version": version, "onnx_sha256": files.onnx_sha256 or None}
+        update={
+            "version": version,
+            "onnx_sha256": files.onnx_sha256 or None,
+            # Why scikit-learn serves it, as train recorded it (never lost on the way to the bundle).
+            "onnx_reason": None if files.onnx_sha256 else (files.onnx_reason or None),
+        }
     )
     assemble_bundle(bundle_dir, spec, files.model, files.onnx_model)
     served_before: str | None = None

@@ -167,8 +167,8 @@ def test_a_feature_equal_to_the_target_is_a_proxy():
     report = validate_frame(frame, config(CONTRACT_DOC), None, "demo", splits=(train, validation, test))
     proxies = [v for v in report.violations if "alone predicts the target" in v]
     assert proxies == [
-        "leakage: feature 'x' alone predicts the target (balanced accuracy 1.000 on the test split), at or above "
-        "leakage.max_single_feature_score 0.99: is it the target in disguise?"
+        "leakage: feature 'x' alone predicts the target (balanced accuracy 1.000 on the test split), "
+        "at or above leakage.max_single_feature_score 0.99: is it the target in disguise?"
     ]
     assert report.leakage["strongest_single_feature"] == "x (1.000)"
 
@@ -181,6 +181,8 @@ def test_conflicting_labels_are_counted_and_limited():
     train, validation, test = _split(frame)
     lenient = validate_frame(frame, config(CONTRACT_DOC), None, "demo", splits=(train, validation, test))
     assert lenient.leakage["conflicting_label_rows"] == 60
-    strict = config(CONTRACT_DOC, leakage={"max_conflicting_label_share": 0.1, "max_test_share_in_train": 1.0})
+    strict = config(
+        CONTRACT_DOC, leakage={"max_conflicting_label_share": 0.1, "max_test_share_in_train": 1.0}
+    )
     report = validate_frame(frame, strict, None, "demo", splits=(train, validation, test))
     assert any("60 row(s) (26.1%) share their features" in v for v in report.violations)
