@@ -386,3 +386,49 @@ def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(mlflow_server: st
         stop_server(server)
         if strict is not None:
             stop_server(strict)
+
+
+# ---- the summary describes this run, and the console stays short ----
+
+
+def test_a_cached_rerun_summarises_its_own_run_not_the_newest_in_the_experiment(
+    happy_run, mlflow_server: str, tmp_path: Path
+) -> None:
+    config, state, first = happy_run
+    assert first.blessed and first.mlflow_run_url
+    # Another run in the same experiment, newer, with a threshold the model misses.
+    strict = _with(
+        config,
+        evaluation=EvaluationConfig(primary_metric=Metric.ROC_AUC, thresholds={Metric.ROC_AUC: 0.99999}),
+    )
+    other = _run(strict, mlflow_server, tmp_path / "strict")
+    assert not other.blessed and other.mlflow_run_url != first.mlflow_run_url
+    again = _run(config, mlflow_server, state)  # every stage but the exit handler from the cache
+    assert {s.name for s in again.stages if s.cached} >= {"train", "evaluate"}
+    assert again.blessed
+    assert again.mlflow_run_url == first.mlflow_run_url
+    assert again.blessing["metrics"] == first.blessing["metrics"]
+    assert again.estimator == first.estimator and again.best_params == first.best_params
+
+
+def test_tabpipe_run_prints_a_short_summary_and_logs_the_rest(mlflow_server: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tabpipe.cli", "run", "--config", str(SMALL_CONFIG), "--tracking-uri",
+         mlflow_server, "--state-dir", str(tmp_path), "--no-serve", "--reuse-servers"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 50, result.stdout
+    text = result.stdout
+    assert "winner: " in text and "test metrics: " in text and "leakage: " in text and "drift: " in text
+    assert f"mlflow: {mlflow_server} (not started by this project; reused as asked)" in text
+    assert "RuntimeWarning" not in result.stderr and "config_json" not in text
+    log_line = next(line for line in lines if line.startswith("full log: "))
+    log_text = Path(log_line.removeprefix("full log: ")).read_text()
+    assert "Executing task" in log_text and "Task 'record-outcome'" in log_text.replace(
+        "\x1b[96m", ""
+    ).replace("\x1b[0m", "")
