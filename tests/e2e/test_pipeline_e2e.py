@@ -125,7 +125,7 @@ def test_training_run_tracks_every_trial_and_the_evaluation(happy_run, mlflow_se
 
 
 def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
-    config, state, _ = happy_run
+    config, state, summary = happy_run
     root = state / "pipeline_root"
     (run_dir,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("tabpipe-training")]
     bundle = json.loads((run_dir / "deploy" / "bundle" / "bundle.json").read_text())
@@ -153,9 +153,13 @@ def test_kfp_artifacts_carry_metrics_and_the_deploy_bundle(happy_run) -> None:
     assert validation["violations"] == []
     ingest_split = pd.read_parquet(run_dir / "ingest" / "train")
     test_split = pd.read_parquet(run_dir / "ingest" / "test")
-    assert (
-        len(ingest_split) + len(test_split) + len(pd.read_parquet(run_dir / "ingest" / "validation")) == 1200
-    )
+    rows = len(ingest_split) + len(test_split) + len(pd.read_parquet(run_dir / "ingest" / "validation"))
+    source = pd.read_csv(SMALL_DATA)
+    removed = int(source.duplicated().sum())
+    assert removed > 0 and rows == 1200 - removed  # exact duplicates dropped before the split
+    assert summary.data["duplicates_removed"] == removed
+    train_rows = set(map(tuple, ingest_split.to_numpy()))
+    assert not any(tuple(row) in train_rows for row in test_split.to_numpy())
 
 
 def test_unchanged_rerun_is_served_from_the_cache(happy_run, mlflow_server: str) -> None:
