@@ -289,6 +289,19 @@ def draft_contract(df: pd.DataFrame, name: str, max_categories: int = 20) -> Dra
             if not constant and not spec.get("unique"):
                 spec["soft_min"], spec["soft_max"] = soft_min, soft_max
         columns[label] = ColumnContract(**spec)
+    if na_values:
+        # na_values apply to every column when reading: a text column holding a token
+        # reads it as null from then on.
+        for col in df.columns:
+            label = str(col)
+            drafted = columns[label]
+            series = df[col] if not isinstance(df[col], pd.DataFrame) else df[col].iloc[:, 0]
+            if drafted.dtype is not ColumnType.STRING or not series.isin(sorted(na_values)).any():
+                continue
+            kept = [v for v in drafted.allowed or [] if v not in na_values] or None
+            columns[label] = drafted.model_copy(
+                update={"nullable": True, "allowed": kept if drafted.allowed is not None else None}
+            )
     contract = DataContract(name=name, columns=columns, na_values=sorted(na_values))
     return Draft(contract=contract, notes=notes)
 

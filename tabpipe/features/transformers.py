@@ -114,6 +114,10 @@ class NormalizeText(TransformerMixin, BaseEstimator):
         return self.feature_names_in_
 
 
+# Config part names whose pandas Timestamp attribute is spelled differently.
+_TIMESTAMP_ATTRIBUTES = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
+
+
 class DateParts(TransformerMixin, BaseEstimator):
     """Adds numeric parts of datetime columns (``features.date_parts``): ``<column>_<part>``.
 
@@ -144,8 +148,9 @@ class DateParts(TransformerMixin, BaseEstimator):
             raw = np.array([None if v is None or v != v else v for v in raw], dtype=object)
             stamps = parse_dates(raw)
             for part in parts:
+                attribute = _TIMESTAMP_ATTRIBUTES.get(part, part)
                 out[f"{column}_{part}"] = np.array(
-                    [np.nan if t is None else float(getattr(t, part)) for t in stamps], dtype=np.float64
+                    [np.nan if t is None else float(getattr(t, attribute)) for t in stamps], dtype=np.float64
                 )
         return out
 
