@@ -63,6 +63,8 @@ class ServingSpec(BaseModel):
     inputs: list[ServingInput]
     classes: list[Any] = []
     sha256: str
+    #: The contract's extra missing-value tokens, for batch files read from CSV.
+    na_values: list[str] = []
     version: str | None = None
     #: sha256 of the ONNX export (the fast path); None when the model could not be converted.
     onnx_sha256: str | None = None
@@ -124,4 +126,5 @@ def build_serving_spec(config: PipelineConfig, classes: list[Any], sha256: str) 
         inputs=[ServingInput(name=name, rules=columns[name]) for name in feature_columns(config).raw],
         classes=[c.item() if hasattr(c, "item") else c for c in classes],
         sha256=sha256,
+        na_values=list(config.contract.na_values),
     )

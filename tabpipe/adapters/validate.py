@@ -64,7 +64,9 @@ def run(config: PipelineConfig, splits: Splits, out: ValidateOutputs) -> Validat
     reference = None
     if config.drift.reference_uri is not None:
         reference_source = SourceConfig(uri=config.drift.reference_uri)
-        reference, _ = read_table(reference_source.uri, reference_source.resolved_format)
+        reference, _ = read_table(
+            reference_source.uri, reference_source.resolved_format, config.contract.na_values
+        )
     report = validate_frame(
         whole, config, reference, dataset=config.name, splits=(frames[0], frames[1], frames[2])
     )

@@ -124,19 +124,19 @@ class OnnxPredictor:
 def columns_from_frame(frame: pd.DataFrame, spec: ServingSpec) -> dict[str, np.ndarray]:
     """Build the predictor's input columns from a DataFrame, as the server would.
 
-    Numeric columns become float64 with NaN for missing; string columns object
-    arrays with None for missing.
+    The same canonical values the rule engine checks (:func:`tabpipe.contract.frame.canonical_values`):
+    float64 with NaN for numbers and booleans (``yes``/``no`` tokens included), object arrays
+    with None for text, normalised as the contract declares.
+
+    Raises:
+        ValueError: a column's dtype does not fit its contract (batch scoring checks each chunk first).
     """
-    import pandas as pd
+    from tabpipe.contract.frame import canonical_values
 
     columns: dict[str, np.ndarray] = {}
     for column in spec.inputs:
-        series = frame[column.name]
-        if column.rules.dtype in _NUMERIC:
-            columns[column.name] = pd.to_numeric(series, errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-        else:
-            values = series.astype(object).to_numpy(dtype=object)
-            columns[column.name] = np.array([None if pd.isna(v) else v for v in values], dtype=object)
+        problem, values = canonical_values(frame[column.name], column.rules)
+        if problem is not None:
+            raise ValueError(f"column {column.name!r}: expected dtype {column.rules.dtype.value}, {problem}")
+        columns[column.name] = values
     return columns

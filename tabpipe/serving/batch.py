@@ -37,13 +37,13 @@ class ScoreSummary:
     output: Path
 
 
-def _chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Read CSV or Parquet in chunks of at most ``chunk_rows`` rows."""
+def _chunks(path: Path, chunk_rows: int, na_values: list[str]) -> Iterator[pd.DataFrame]:
+    """Read CSV (with the contract's ``na_values``) or Parquet in chunks of at most ``chunk_rows`` rows."""
     import pandas as pd
 
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        yield from pd.read_csv(path, chunksize=chunk_rows)
+        yield from pd.read_csv(path, chunksize=chunk_rows, na_values=na_values or None)
     elif suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
@@ -140,7 +140,7 @@ def score_file(
     try:
         with Progress(*columns, disable=not progress, transient=True) as bar:
             task = bar.add_task("score", total=_count_rows(input_path))
-            for chunk in _chunks(input_path, chunk_rows):
+            for chunk in _chunks(input_path, chunk_rows, spec.na_values):
                 check_chunk(chunk, spec, rows)
                 predictions, proba = predictor.predict(columns_from_frame(chunk, spec))
                 scored = chunk.reset_index(drop=True).copy()

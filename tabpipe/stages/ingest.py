@@ -167,7 +167,9 @@ def ingest(config: PipelineConfig) -> IngestResult:
             target column, or is too small to split.
         DataValidationError: rows without a target, or a classification split with one class.
     """
-    frame, data_version = read_table(config.source.uri, config.source.resolved_format)
+    frame, data_version = read_table(
+        config.source.uri, config.source.resolved_format, config.contract.na_values
+    )
     target = config.target
     if target not in frame.columns:
         shown = ", ".join(list(frame.columns)[:20])

@@ -422,3 +422,15 @@ def test_a_repeated_csv_header_is_refused_not_renamed(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as err:
         read_table(str(path), SourceFormat.CSV)
     assert "the header names column(s) ['x'] more than once" in str(err.value)
+
+
+def test_ingest_reads_the_contracts_na_values_as_missing(tmp_path: Path) -> None:
+    frame = generated_frame(100)
+    frame["x"] = frame["x"].astype(object)
+    frame.loc[[1, 2], "x"] = "?"
+    config = make_config(write_csv(frame, tmp_path / "q.csv"))
+    contract = config.contract.model_copy(update={"na_values": ["?"]})
+    config = config.model_copy(update={"contract": contract})
+    s = ingest(config).splits
+    whole = pd.concat([s.train, s.validation, s.test])
+    assert whole["x"].dtype == np.float64 and int(whole["x"].isna().sum()) == 2
