@@ -28,3 +28,32 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield handle.url
     finally:
         stop_server(handle)
+
+
+@pytest.fixture(scope="session")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Start the real MinIO binary on free loopback ports with a temporary data folder.
+
+    Credentials are generated into the state folder (never the developer's); the server is
+    stopped by its PID (process group). Without the binary: a failure in CI, a skip elsewhere.
+    """
+    import os
+
+    from tabpipe.minio_server import ensure_minio
+    from tabpipe.mlflow_server import stop_server
+
+    binary = Path(os.environ.get("TABPIPE_MINIO_BIN") or REPO / ".tools" / "bin" / "minio")
+    if not binary.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail("MinIO is required in CI: make minio")
+        pytest.skip("MinIO not installed: run `make minio` (needs Go)")
+    state = tmp_path_factory.mktemp("minio")
+    saved = {name: os.environ.pop(name, None) for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")}
+    try:
+        running = ensure_minio(binary, f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}", state)
+    finally:
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+    try:
+        yield running
+    finally:
+        stop_server(running.handle)
