@@ -37,4 +37,6 @@ def register(
             model.metadata[Meta.MLFLOW_MODEL_URI],
             model.metadata[Meta.MLFLOW_RUN_ID],
             model.metadata[Meta.SHA256],
+            # .get: a model from before bundle manifests carries no digest.
+            model.metadata.get(Meta.BUNDLE_DIGEST),
         )

@@ -34,6 +34,8 @@ class Meta:
     CLASSES_JSON = "classes_json"
     ONNX_SHA256 = "onnx_sha256"
     ONNX_REASON = "onnx_reason"
+    #: sha256 of the bundle's manifest, which lists every bundle file with its sha256.
+    BUNDLE_DIGEST = "bundle_digest"
     REASONS = "reasons"
     CHAMPION_VERSION = "champion_version"
     PREVIOUS_CHAMPION = "previous_champion"

@@ -12,6 +12,10 @@ compared on the same subset. Then:
 - when the subset is the whole test split and the champion's run already recorded its
   metrics on this very split (its test fingerprint matches), those numbers are reused:
   scoring the same bundle on the same rows again would give the same ones;
+- its bundle is verified like a served one before it is loaded: every file against
+  the manifest, the manifest against the version's ``tabpipe.bundle_digest`` tag (a
+  version from before manifests: the skops file against ``tabpipe.bundle_sha256``,
+  with a warning);
 - when its bundle cannot be fetched or fails verification, the test metrics recorded
   on its run are used, and the fallback is logged rather than skipping the gate;
 - a champion trained before row hashes were recorded is scored on the whole split,
@@ -126,7 +130,6 @@ def champion_score(
 
     from tabpipe import tracking
     from tabpipe.errors import ArtifactIntegrityError
-    from tabpipe.modelio import load_model
 
     mlflow_client = tracking.client(tracking_uri)
     current = tracking.champion(mlflow_client, model_name)
@@ -168,8 +171,7 @@ def champion_score(
             )
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = tracking.download_bundle(mlflow_client, current, Path(tmp))
-            model = load_model(bundle, current.bundle_sha256)
+            model = _verified_model(mlflow_client, current, Path(tmp))
     except (MlflowException, ArtifactIntegrityError, OSError) as exc:
         log.warning(
             "champion v%s bundle unusable (%s); using its recorded test metrics", current.version, exc
@@ -181,3 +183,32 @@ def champion_score(
             current.version, metrics, "recorded on its own test split (bundle unusable)", 0, n_test, None
         )
     return ChampionScore(current.version, score(model, mask), f"re-scored on {where}", rows, n_test, mask)
+
+
+def _verified_model(mlflow_client: Any, current: Any, dest: Path) -> Any:
+    """Download the champion's bundle, verify it and load its skops model.
+
+    With a ``tabpipe.bundle_digest`` tag, the whole ``bundle`` folder is checked
+    against it (every file, the ONNX export and the spec included) before the model
+    is read; an older version is checked by its skops file's sha256 alone, with a
+    warning.
+
+    Raises:
+        ArtifactIntegrityError: a file disagrees with the manifest or the tags.
+        MlflowException, OSError: the bundle could not be downloaded.
+    """
+    from tabpipe import tracking
+    from tabpipe.bundle import verify_bundle
+    from tabpipe.modelio import MODEL_FILENAME, load_model
+
+    if not current.bundle_digest:
+        log.warning(
+            "champion v%s has no %s tag (registered before bundle manifests): "
+            "only its model.skops is verified",
+            current.version,
+            tracking.Tag.BUNDLE_DIGEST,
+        )
+        return load_model(tracking.download_bundle(mlflow_client, current, dest), current.bundle_sha256)
+    bundle = tracking.download_bundle_dir(mlflow_client, current.run_id, dest / "bundle")
+    verify_bundle(bundle, current.bundle_digest)
+    return load_model(bundle / MODEL_FILENAME, current.bundle_sha256)

@@ -55,6 +55,8 @@ class Tag:
     FAILED_STAGE = "tabpipe.failed_stage"
     FAILURE_REASON = "tabpipe.failure_reason"
     BUNDLE_SHA256 = "tabpipe.bundle_sha256"
+    #: The bundle manifest's sha256 (``tabpipe.bundle.bundle_digest``): covers every bundle file.
+    BUNDLE_DIGEST = "tabpipe.bundle_digest"
     BLESSED = "tabpipe.blessed"
     TEST_FINGERPRINT = "tabpipe.test_fingerprint"
     TRAINING_ROWS = "tabpipe.training_rows"
@@ -326,6 +328,7 @@ def log_training(
     serving_spec: ServingSpec,
     onnx_path: Path | None = None,
     training_rows: Any | None = None,
+    bundle_dir: Path | None = None,
 ) -> tuple[str, str]:
     """Log the search (one nested run per trial) and the winning model.
 
@@ -346,6 +349,10 @@ def log_training(
         training_rows: Sorted distinct uint64 hashes of the rows the model was fitted and
             selected on, logged as :data:`TRAINING_ROWS_ARTIFACT` with their count as a tag,
             so a later evaluation can leave them out when it scores this model as champion.
+        bundle_dir: The bundle folder as assembled with its ``manifest.json``
+            (``tabpipe.bundle.assemble_bundle``), logged as the ``bundle`` folder file for
+            file, so the run holds exactly the files the digest covers; when None, the
+            model, ONNX export and spec are logged without a manifest.
 
     Returns:
         The parent run id and the logged model's URI.
@@ -400,10 +407,14 @@ def log_training(
                 json.dumps({"metric": metric, "candidates": leaderboard}, indent=2)
             )
             (root / "contract.json").write_text(json.dumps(config.contract.model_dump(mode="json"), indent=2))
-            shutil.copyfile(bundle_path, bundle / MODEL_FILENAME)
-            if onnx_path is not None:
-                shutil.copyfile(onnx_path, bundle / ONNX_FILENAME)
-            (bundle / SERVING_SPEC_FILENAME).write_text(serving_spec.model_dump_json(indent=2))
+            if bundle_dir is not None:
+                # As assembled: any other copy could differ from what the manifest lists.
+                shutil.copytree(bundle_dir, bundle, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(bundle_path, bundle / MODEL_FILENAME)
+                if onnx_path is not None:
+                    shutil.copyfile(onnx_path, bundle / ONNX_FILENAME)
+                (bundle / SERVING_SPEC_FILENAME).write_text(serving_spec.model_dump_json(indent=2))
             if training_rows is not None:
                 import numpy as np
 
@@ -527,6 +538,8 @@ class RegisteredModel:
     version: str
     run_id: str
     bundle_sha256: str
+    #: The bundle manifest's digest (:attr:`Tag.BUNDLE_DIGEST`); None for versions older than manifests.
+    bundle_digest: str | None = None
 
 
 def champion(mlflow_client: MlflowClient, model_name: str) -> RegisteredModel | None:
@@ -542,7 +555,9 @@ def champion(mlflow_client: MlflowClient, model_name: str) -> RegisteredModel | 
     sha = version.tags.get(Tag.BUNDLE_SHA256)
     if not sha:
         return None
-    return RegisteredModel(model_name, str(version.version), version.run_id, sha)
+    return RegisteredModel(
+        model_name, str(version.version), version.run_id, sha, version.tags.get(Tag.BUNDLE_DIGEST) or None
+    )
 
 
 def download_bundle(mlflow_client: MlflowClient, model: RegisteredModel, dest: Path) -> Path:
@@ -555,8 +570,33 @@ def download_bundle(mlflow_client: MlflowClient, model: RegisteredModel, dest: P
     return Path(local)
 
 
+def download_bundle_dir(mlflow_client: MlflowClient, run_id: str, dest: Path) -> Path:
+    """Download every entry of a run's ``bundle`` folder flat into ``dest``; the caller verifies it.
+
+    Everything is fetched, not only the files a loader wants, so a file added to the
+    folder is seen (and refused) by the manifest check.
+
+    Returns:
+        ``dest``.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in mlflow_client.list_artifacts(run_id, BUNDLE_ARTIFACT_DIR):
+        name = Path(entry.path).name
+        with tempfile.TemporaryDirectory(dir=dest) as tmp:
+            # Each entry lands flat in ``dest``, whatever layout the artifact store uses.
+            local = Path(mlflow_client.download_artifacts(run_id, f"{BUNDLE_ARTIFACT_DIR}/{name}", tmp))
+            shutil.move(local, dest / name)
+    return dest
+
+
 def register(
-    tracking_uri: str, model_name: str, model_uri: str, run_id: str, bundle_sha256: str, tags: dict[str, str]
+    tracking_uri: str,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    bundle_sha256: str,
+    tags: dict[str, str],
+    bundle_digest: str | None = None,
 ) -> str:
     """Register a blessed model as a new version and point ``challenger`` at it.
 
@@ -573,9 +613,11 @@ def register(
     import mlflow
 
     # register_model resolves MLflow 3's logged-model URIs (models:/m-...) to their source.
-    version = mlflow.register_model(
-        model_uri, model_name, tags={**tags, Tag.BUNDLE_SHA256: bundle_sha256, Tag.BLESSED: "true"}
-    )
+    version_tags = {**tags, Tag.BUNDLE_SHA256: bundle_sha256, Tag.BLESSED: "true"}
+    if bundle_digest:
+        # The manifest's digest covers every bundle file (ONNX and spec too), not only the skops file.
+        version_tags[Tag.BUNDLE_DIGEST] = bundle_digest
+    version = mlflow.register_model(model_uri, model_name, tags=version_tags)
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
     return str(version.version)
 

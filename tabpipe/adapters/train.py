@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ class TrainResult:
     validation_score: float
     onnx_sha256: str | None
     onnx_reason: str | None
+    #: sha256 of the logged bundle's manifest (every bundle file with its sha256); the registry records it.
+    bundle_digest: str = ""
 
     def metadata(self) -> dict[str, Any]:
         """Artifact metadata, keyed by :class:`tabpipe.artifacts.Meta`."""
@@ -59,6 +62,7 @@ class TrainResult:
             Meta.BEST_PARAMS_JSON: json.dumps(self.best_params, default=str),
             f"cv_{self.metric}": self.cv_score,
             f"validation_{self.metric}": self.validation_score,
+            Meta.BUNDLE_DIGEST: self.bundle_digest,
         }
         meta.update(self.onnx_metadata())
         return meta
@@ -76,11 +80,12 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
     When the model cannot be exported, ``out.onnx_model`` is left empty (KFP expects
     the file) and the reason is recorded in the serving spec and the result.
     """
+    from tabpipe.bundle import assemble_bundle, bundle_digest
     from tabpipe.features import split_xy
     from tabpipe.io import sha256_bytes, write_atomic
     from tabpipe.modelio import load_model, save_model
     from tabpipe.onnx.export import convert_bundle
-    from tabpipe.serving_spec import build_serving_spec
+    from tabpipe.serving_spec import SERVING_SPEC_FILENAME, build_serving_spec
     from tabpipe.stages.evaluate.fingerprint import model_row_hashes, training_row_set
     from tabpipe.stages.train import train as search
     from tabpipe.tracking import log_training
@@ -104,9 +109,23 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
     # The rows this model was fitted on and selected with: a later evaluation leaves them
     # out when it scores this model as the champion, so it is not graded on its own training data.
     seen = training_row_set(*(model_row_hashes(frame, config) for frame in (train_frame, validation_frame)))
-    run_id, model_uri = log_training(
-        ctx, config, result, Path(out.model), sha, features.head(5), spec, onnx_path, training_rows=seen
-    )
+    with tempfile.TemporaryDirectory(prefix="tabpipe-bundle-") as tmp:
+        # The run's bundle folder with its manifest: the digest the registry will record.
+        bundle = Path(tmp) / "bundle"
+        assemble_bundle(bundle, spec, out.model, onnx_path, spec_filename=SERVING_SPEC_FILENAME)
+        digest = bundle_digest(bundle)
+        run_id, model_uri = log_training(
+            ctx,
+            config,
+            result,
+            Path(out.model),
+            sha,
+            features.head(5),
+            spec,
+            onnx_path,
+            training_rows=seen,
+            bundle_dir=bundle,
+        )
     return TrainResult(
         sha256=sha,
         # JSON, because KFP metadata turns integer labels into floats.
@@ -120,4 +139,5 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
         validation_score=best.validation_score,
         onnx_sha256=spec.onnx_sha256,
         onnx_reason=spec.onnx_reason,
+        bundle_digest=digest,
     )

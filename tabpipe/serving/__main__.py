@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's options to ``parser``."""
     parser.add_argument("--model", required=True, help="deploy bundle directory, or models:/<name>@<alias>")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (for models:/ URIs)")
+    parser.add_argument(
+        "--digest",
+        default=None,
+        help="the bundle digest (sha256 of its manifest.json, e.g. the registry's tabpipe.bundle_digest "
+        "tag) a --model bundle directory must have; checked before the server starts",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_SERVE_PORT)
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per request")
@@ -37,6 +43,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory the load endpoint may load bundles from (default: the parent of --model)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _verify_startup_bundle(model: str, digest: str | None) -> None:
+    """Refuse to start on a bundle directory whose files disagree with its manifest or ``digest``.
+
+    Only hashes are computed, nothing is loaded, so a tampered bundle stops the
+    process with the file named instead of leaving a server that can never be
+    ready. A directory without a manifest (written before manifests) and given no
+    digest is left to the loader's older per-file checks; a ``models:/`` version is
+    verified against its registry tag when it loads.
+
+    Raises:
+        ConfigError: ``--digest`` with a registry URI, or a directory that does not exist.
+        ArtifactIntegrityError: a file, the file list or the manifest disagrees.
+    """
+    from tabpipe.bundle import has_manifest
+    from tabpipe.errors import ConfigError
+    from tabpipe.serving.store import is_registry_uri, verify_bundle_dir
+
+    if is_registry_uri(model):
+        if digest:
+            raise ConfigError(
+                "--digest applies to a bundle directory; a registry version is verified against its "
+                "own tabpipe.bundle_digest tag"
+            )
+        return
+    if digest or has_manifest(model):
+        verify_bundle_dir(model, digest)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -53,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _verify_startup_bundle(args.model, getattr(args, "digest", None))
     config = ServerConfig(
         model_uri=args.model,
         tracking_uri=args.tracking_uri,
@@ -75,7 +110,16 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tabpipe.serving``."""
-    return serve(build_parser().parse_args(argv))
+    import sys
+
+    from tabpipe.errors import TabpipeError
+
+    try:
+        return serve(build_parser().parse_args(argv))
+    except TabpipeError as exc:
+        # One line naming what was refused, not a traceback (as ``tabpipe serve`` prints it).
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -110,13 +110,19 @@ def score_file(
     tracking_uri: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool = True,
+    expected_digest: str | None = None,
 ) -> ScoreSummary:
     """Score ``input_path`` with the model at ``model_uri`` and write ``output_path``.
 
     The output holds the input's columns plus ``prediction`` and, for classifiers,
     one ``proba_<class>`` column per class. Parquet or CSV by the output's suffix.
+    The bundle is verified as the server verifies it (every file against its
+    manifest, the manifest against ``expected_digest`` or the registry's digest tag)
+    before any output is written.
 
     Raises:
+        ArtifactIntegrityError: a bundle file disagrees with its manifest or digest
+            (nothing is written).
         SourceError: unreadable input or unsupported suffix.
         DataValidationError: a chunk broke the contract (nothing is written).
     """
@@ -129,7 +135,7 @@ def score_file(
         raise SourceError(f"{input_path}: file not found")
     if output_path.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise SourceError(f"{output_path}: write predictions to a .csv or .parquet file")
-    loaded = load_uri(model_uri, tracking_uri)
+    loaded = load_uri(model_uri, tracking_uri, expected_digest)
     spec, predictor = loaded.spec, loaded.predictor
     tmp = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}")
     as_csv = output_path.suffix.lower() == ".csv"

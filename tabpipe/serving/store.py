@@ -1,8 +1,14 @@
 """Loading verified models for serving: from a deploy bundle directory or the MLflow registry.
 
-Nothing is loaded unless its sha256 matches the checksum recorded when it was
-written (the bundle's ``bundle.json``, or the registry version's
-``tabpipe.bundle_sha256`` tag): skops bytes are only deserialized after that.
+Nothing is read from a bundle but its manifest until every file matches it
+(:func:`tabpipe.bundle.verify_bundle`), and the manifest must match the digest
+recorded elsewhere: the registry version's ``tabpipe.bundle_digest`` tag, or a
+digest the caller passes for a bundle folder (``tabpipe serve --digest``). A
+folder checked against its own manifest alone still refuses any swapped,
+missing or extra file. Bundles from before manifests (no digest tag, no
+``manifest.json``) fall back to the per-file checks, with a warning: the skops
+file against ``bundle.json`` or the ``tabpipe.bundle_sha256`` tag, the ONNX
+file against the spec. skops bytes are only deserialized after that.
 """
 
 from __future__ import annotations
@@ -116,19 +122,59 @@ def choose_predictor_with_reason(
     return SklearnPredictor(model, spec), reason or "the spec records no ONNX export"
 
 
-def load_bundle_dir(path: str | Path) -> LoadedModel:
-    """Load a deploy bundle directory (``model.skops`` + ``bundle.json``).
+def verify_bundle_dir(path: str | Path, expected_digest: str | None = None) -> None:
+    """Check a bundle folder's files before anything in it is read (see the module docstring).
+
+    Args:
+        path: The bundle folder.
+        expected_digest: The digest the folder's manifest must have; None trusts the
+            folder's own manifest as the list of files, which still refuses a swapped,
+            missing or extra file.
 
     Raises:
-        ConfigError: the directory or its ``bundle.json`` is missing or invalid.
-        ArtifactIntegrityError: ``model.skops`` does not match the spec's sha256 or
-            holds untrusted types.
+        ConfigError: the folder does not exist.
+        ArtifactIntegrityError: a file disagrees with the manifest, or the manifest
+            with ``expected_digest``, or a digest is expected but there is no manifest.
     """
-    from tabpipe.modelio import MODEL_FILENAME, load_model
+    from tabpipe.bundle import MANIFEST_FILENAME, has_manifest, verify_bundle
 
     bundle = Path(path)
     if not bundle.is_dir():
         raise ConfigError(f"model bundle {bundle} is not a directory")
+    if has_manifest(bundle):
+        verify_bundle(bundle, expected_digest)
+    elif expected_digest:
+        raise ArtifactIntegrityError(
+            f"bundle {bundle} has no {MANIFEST_FILENAME}, so it cannot match the expected digest "
+            f"{expected_digest[:12]}…"
+        )
+    else:
+        log.warning(
+            "bundle %s has no %s (written before bundle manifests): only model.skops and model.onnx "
+            "are checked, against its own spec",
+            bundle,
+            MANIFEST_FILENAME,
+        )
+
+
+def load_bundle_dir(path: str | Path, expected_digest: str | None = None) -> LoadedModel:
+    """Load a deploy bundle directory (``model.skops`` + ``bundle.json`` + ``manifest.json``).
+
+    Args:
+        path: The bundle folder.
+        expected_digest: The digest its manifest must have (e.g. ``tabpipe serve --digest``).
+
+    Raises:
+        ConfigError: the directory or its ``bundle.json`` is missing or invalid.
+        ArtifactIntegrityError: a file disagrees with the manifest or the manifest with
+            ``expected_digest`` (:func:`verify_bundle_dir`), ``model.skops`` does not
+            match the spec's sha256 or holds untrusted types, or ``model.onnx`` does not
+            match the spec's ``onnx_sha256``.
+    """
+    from tabpipe.modelio import MODEL_FILENAME, load_model
+
+    bundle = Path(path)
+    verify_bundle_dir(bundle, expected_digest)
     spec = _read_spec(bundle / BUNDLE_SPEC_FILENAME)
     if not (bundle / MODEL_FILENAME).is_file():
         raise ConfigError(f"model bundle {bundle} has no {MODEL_FILENAME}")
@@ -138,21 +184,31 @@ def load_bundle_dir(path: str | Path) -> LoadedModel:
     return LoadedModel(spec, predictor, version, time.time(), str(bundle), onnx_reason)
 
 
-def load_registry(tracking_uri: str, model_uri: str) -> LoadedModel:
+def load_registry(tracking_uri: str, model_uri: str, expected_digest: str | None = None) -> LoadedModel:
     """Load a registered version (``models:/name@alias`` or ``models:/name/version``).
 
-    Downloads ``bundle/model.skops`` and ``bundle/serving.json`` from the version's
-    run and verifies both against the version's ``tabpipe.bundle_sha256`` tag.
+    Downloads the version run's whole ``bundle`` folder and verifies it against the
+    version's ``tabpipe.bundle_digest`` tag (every file, the ONNX export included)
+    before reading any of it. A version from before manifests (no digest tag) falls
+    back, with a warning, to checking ``model.skops`` and ``serving.json`` against its
+    ``tabpipe.bundle_sha256`` tag and the ONNX file against the spec.
+
+    Args:
+        tracking_uri: The MLflow server.
+        model_uri: The registry URI.
+        expected_digest: A digest the caller requires besides the registry's record.
 
     Raises:
         ConfigError: the URI is malformed, or the model, alias or version does not exist.
-        ArtifactIntegrityError: the tag is missing or the bundle does not match it.
+        ArtifactIntegrityError: the tags are missing or the bundle does not match them;
+            the message names the file that disagrees.
         ServiceError: the tracking server is unreachable.
     """
     from mlflow.exceptions import MlflowException
 
+    from tabpipe.bundle import verify_bundle
     from tabpipe.modelio import MODEL_FILENAME, load_model
-    from tabpipe.tracking import BUNDLE_ARTIFACT_DIR, Tag, client
+    from tabpipe.tracking import BUNDLE_ARTIFACT_DIR, Tag, client, download_bundle_dir
 
     match = _REGISTRY_URI.match(model_uri)
     if match is None:
@@ -169,43 +225,71 @@ def load_registry(tracking_uri: str, model_uri: str) -> LoadedModel:
     except MlflowException as exc:
         raise ConfigError(f"model URI {model_uri!r}: {exc.message}") from None
     sha = version.tags.get(Tag.BUNDLE_SHA256)
-    if not sha:
+    digest = version.tags.get(Tag.BUNDLE_DIGEST)
+    if expected_digest and digest and expected_digest != digest:
+        raise ArtifactIntegrityError(
+            f"{model_uri} (version {version.version}): the registry's bundle digest {digest[:12]}… "
+            f"is not the expected {expected_digest[:12]}…"
+        )
+    digest = digest or expected_digest
+    if not sha and not digest:
         raise ArtifactIntegrityError(
             f"{model_uri} (version {version.version}) has no {Tag.BUNDLE_SHA256} tag; refusing to load it"
+        )
+    if not digest:
+        log.warning(
+            "%s (version %s) has no %s tag (registered before bundle manifests): only model.skops is "
+            "checked against the registry, and model.onnx against the downloaded spec",
+            model_uri,
+            version.version,
+            Tag.BUNDLE_DIGEST,
         )
     with tempfile.TemporaryDirectory(prefix="tabpipe-serve-") as tmp:
         bundle = Path(tmp)
         try:
-            listed = mlflow_client.list_artifacts(version.run_id, BUNDLE_ARTIFACT_DIR)
-            names = {Path(a.path).name for a in listed}
-            wanted = [MODEL_FILENAME, SERVING_SPEC_FILENAME] + (
-                [ONNX_FILENAME] if ONNX_FILENAME in names else []
-            )
-            for filename in wanted:
-                # Each file lands flat in the temporary bundle dir, whatever layout the store uses.
-                local = mlflow_client.download_artifacts(
-                    version.run_id, f"{BUNDLE_ARTIFACT_DIR}/{filename}", tmp
-                )
-                if Path(local) != bundle / filename:
-                    Path(local).replace(bundle / filename)
+            if digest:
+                download_bundle_dir(mlflow_client, version.run_id, bundle)
+            else:
+                _download_legacy(mlflow_client, version.run_id, bundle, BUNDLE_ARTIFACT_DIR)
         except MlflowException as exc:
             raise ConfigError(
                 f"{model_uri}: cannot download the bundle of run {version.run_id}: {exc.message}"
             ) from None
+        if digest:
+            # Before anything in it is parsed: every file, the spec and the ONNX export included.
+            verify_bundle(bundle, digest)
         spec = _read_spec(bundle / SERVING_SPEC_FILENAME)
-        if spec.sha256 != sha:
+        if sha and spec.sha256 != sha:
             raise ArtifactIntegrityError(
                 f"{model_uri}: serving spec sha256 {spec.sha256[:12]}… does not match "
                 f"the registry tag {sha[:12]}…"
             )
-        model = load_model(bundle / MODEL_FILENAME, sha)
+        model = load_model(bundle / MODEL_FILENAME, spec.sha256)
         spec = spec.model_copy(update={"version": str(version.version)})
         predictor, onnx_reason = choose_predictor_with_reason(bundle, spec, model)
     return LoadedModel(spec, predictor, spec.version or "", time.time(), model_uri, onnx_reason)
 
 
-def load_uri(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+def _download_legacy(mlflow_client: Any, run_id: str, bundle: Path, folder: str) -> None:
+    """Download the files a bundle had before manifests: skops, spec, and ONNX when present."""
+    from tabpipe.modelio import MODEL_FILENAME
+
+    names = {Path(a.path).name for a in mlflow_client.list_artifacts(run_id, folder)}
+    wanted = [MODEL_FILENAME, SERVING_SPEC_FILENAME] + ([ONNX_FILENAME] if ONNX_FILENAME in names else [])
+    for filename in wanted:
+        # Each file lands flat in the temporary bundle dir, whatever layout the store uses.
+        local = mlflow_client.download_artifacts(run_id, f"{folder}/{filename}", str(bundle))
+        if Path(local) != bundle / filename:
+            Path(local).replace(bundle / filename)
+
+
+def load_uri(uri: str, tracking_uri: str | None = None, expected_digest: str | None = None) -> LoadedModel:
     """Load from a bundle directory or a ``models:/`` URI (which needs ``tracking_uri``).
+
+    Args:
+        uri: A bundle directory or a registry URI.
+        tracking_uri: The MLflow server, for registry URIs.
+        expected_digest: The bundle digest the caller requires (see the two loaders).
 
     Raises:
         ConfigError, ArtifactIntegrityError, ServiceError: see the two loaders.
@@ -213,5 +297,5 @@ def load_uri(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     if is_registry_uri(uri):
         if not tracking_uri:
             raise ConfigError(f"model URI {uri!r} needs a tracking URI (--tracking-uri)")
-        return load_registry(tracking_uri, uri)
-    return load_bundle_dir(uri)
+        return load_registry(tracking_uri, uri, expected_digest)
+    return load_bundle_dir(uri, expected_digest)
