@@ -7,6 +7,7 @@ reserved for bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -33,12 +34,44 @@ def _describe(what: str, handle: object) -> str:
     return f"{what}: {url} (not started by this project; reused as asked)"
 
 
+def _check_state_dir(state_dir: Path) -> None:
+    """Fail with one message unless the state folder can be created and written.
+
+    Checked before anything starts (the MLflow server, the serving endpoint, the
+    pipeline all write there): a read-only, full or foreign folder would otherwise
+    surface as a traceback from whichever writes first, after servers were started.
+    A small probe file is written and deleted.
+
+    Raises:
+        StorageError: naming the folder and the reason (read-only file system, no
+            space left, permission denied, ...).
+    """
+    import os
+
+    from tabpipe.errors import StorageError
+
+    probe = state_dir / f".tabpipe-write-probe-{os.getpid()}"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"tabpipe")
+        probe.unlink()
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise StorageError(
+            f"state folder {state_dir} is not writable ({reason}): could not write {probe}; "
+            "free some space, fix its permissions or pass --state-dir a writable folder"
+        ) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tabpipe.config import load_config
     from tabpipe.local_run import format_summary, run_pipeline
     from tabpipe.mlflow_server import ensure_server
 
     config = load_config(args.config)
+    _check_state_dir(args.state_dir)
     server = ensure_server(args.tracking_uri, args.state_dir / "mlflow", reuse=args.reuse_servers)
     print(_describe("mlflow", server), flush=True)
     serving_url = None

@@ -42,3 +42,11 @@ class ArtifactIntegrityError(TabpipeError):
 
 class ServiceError(TabpipeError):
     """A service the pipeline depends on (MLflow) is unreachable or refused a call."""
+
+
+class StorageError(TabpipeError):
+    """A local write failed: the folder is read-only, full or not ours to write.
+
+    The message names the path and the operation, so the fix (free space, another
+    folder) is clear without a traceback.
+    """

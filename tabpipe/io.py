@@ -7,6 +7,7 @@ fetched through :mod:`tabpipe.objectstore` (settings from the environment), in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tabpipe.config import SourceFormat
-from tabpipe.errors import SourceError
+from tabpipe.errors import SourceError, StorageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,9 +140,27 @@ def read_table(uri: str, fmt: SourceFormat, na_values: Sequence[str] = ()) -> tu
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write a file so readers never see a half-written one."""
+    """Write a file so readers never see a half-written one.
+
+    The bytes go to a temporary file next to ``path``, renamed over it once complete;
+    when the write fails (a full disk, a read-only or foreign folder), the temporary
+    file is removed, so neither a half-written file nor litter is left behind.
+
+    Raises:
+        StorageError: the folder could not be created or the file not written; the
+            message names the path, the operation and the reason.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    operation = f"create folder {path.parent}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        operation = f"write {path}"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        # A write cut short by ENOSPC/EFBIG leaves part of the temporary file.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = exc.strerror or type(exc).__name__
+        raise StorageError(f"could not {operation} ({reason.lower()}, errno {exc.errno})") from None

@@ -300,7 +300,9 @@ def _fill_from_registry(
     """Where the aliases point now, and for a failure the stage and reason the run recorded.
 
     Read from the registry even after a failure: a later stage may have failed after
-    this run registered a version.
+    this run registered a version. When the register task ran but left no output (it
+    failed after the registry write), the version registered by this run is the one
+    the registry holds for this run's training run.
     """
     from mlflow.exceptions import MlflowException
 
@@ -317,6 +319,11 @@ def _fill_from_registry(
         if run_id:
             experiment_id = mlflow_client.get_run(run_id).info.experiment_id
             summary.mlflow_run_url = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        if run_id and summary.registered_version is None and "register" in recorder.stages:
+            # Register ran but left no output (it failed, e.g. on a full disk, after the
+            # registry write): the registry knows the version it created from this run's model.
+            version = tracking.version_of_run(mlflow_client, name, run_id)
+            summary.registered_version = str(version.version) if version is not None else None
         if failure is not None and recorder.pipeline_run_id:
             records = tracking.failure_records(tracking_uri, config.experiment_name, recorder.pipeline_run_id)
             if records:

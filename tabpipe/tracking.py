@@ -200,6 +200,54 @@ def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
     return mlflow_client.create_experiment(name)
 
 
+#: Why :func:`close_stale_runs` failed a run (``tabpipe.failure_reason``), with the closing run's id.
+STALE_RUN_REASON = "left RUNNING by a task that was killed; closed by pipeline run {kfp_run_id}"
+
+
+def close_stale_runs(mlflow_client: MlflowClient, experiment_id: str, current_kfp_run_id: str) -> list[str]:
+    """Mark the runs a killed task left ``RUNNING`` as ``FAILED``, with the reason as a tag.
+
+    A task killed outright (``kill -9``, an evicted pod, a lost node) never ends its
+    MLflow runs: the training parent run and the trial it was logging stay ``RUNNING``
+    forever. The next pipeline run calls this before it creates runs of its own and
+    fails every run of the experiment that is still ``RUNNING`` and belongs to another
+    pipeline run: its ``tabpipe.kfp_run_id`` tag differs, or it has none. The trials of
+    a killed parent carry the same tag, so they are closed with it.
+
+    Assumes one pipeline run at a time per experiment: a run another pipeline run is
+    logging *right now* in the same experiment would be failed too. The runs of
+    ``current_kfp_run_id`` itself are left alone.
+
+    Args:
+        mlflow_client: A client of the tracking server.
+        experiment_id: The experiment to clean up.
+        current_kfp_run_id: The pipeline run doing the cleanup.
+
+    Returns:
+        The ids of the runs it marked ``FAILED``.
+    """
+    reason = STALE_RUN_REASON.format(kfp_run_id=current_kfp_run_id)
+    closed: list[str] = []
+    page_token = None
+    while True:
+        page = mlflow_client.search_runs(
+            [experiment_id],
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=1000,
+            page_token=page_token,
+        )
+        for run in page:
+            if run.data.tags.get(Tag.KFP_RUN_ID) == current_kfp_run_id:
+                continue
+            # The reason first: a run marked FAILED without it would look like any failure.
+            mlflow_client.set_tag(run.info.run_id, Tag.FAILURE_REASON, reason)
+            mlflow_client.set_terminated(run.info.run_id, status="FAILED")
+            closed.append(run.info.run_id)
+        page_token = page.token
+        if not page_token:
+            return closed
+
+
 class TrialRecord(Protocol):
     """One hyperparameter setting tried in cross-validation (the train stage's ``Trial``)."""
 
@@ -589,6 +637,20 @@ def download_bundle_dir(mlflow_client: MlflowClient, run_id: str, dest: Path) ->
     return dest
 
 
+def version_of_run(mlflow_client: MlflowClient, model_name: str, run_id: str) -> Any | None:
+    """The newest version of ``model_name`` created from training run ``run_id``, or None.
+
+    Returns:
+        The MLflow ``ModelVersion``, or None when the run has no version (or the model
+        does not exist yet).
+    """
+    # Ids and names are validated identifiers (hex run ids, slug model names): no quoting issue.
+    versions = mlflow_client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+    if not versions:
+        return None
+    return max(versions, key=lambda v: int(v.version))
+
+
 def register(
     tracking_uri: str,
     model_name: str,
@@ -600,8 +662,13 @@ def register(
 ) -> str:
     """Register a blessed model as a new version and point ``challenger`` at it.
 
+    Idempotent per training run: when a version of ``model_name`` was already created
+    from ``run_id`` (a re-run, or a task killed between creating it and setting the
+    alias), that version is reused, its missing tags are added, and ``challenger``
+    is pointed at it; no second version of the same run is created.
+
     Returns:
-        The new version number.
+        The version number (new, or the one reused).
     """
     mlflow_client = client(tracking_uri)
     from mlflow.exceptions import MlflowException
@@ -612,12 +679,21 @@ def register(
         mlflow_client.create_registered_model(model_name, description="Registered by the tabpipe pipeline.")
     import mlflow
 
-    # register_model resolves MLflow 3's logged-model URIs (models:/m-...) to their source.
     version_tags = {**tags, Tag.BUNDLE_SHA256: bundle_sha256, Tag.BLESSED: "true"}
     if bundle_digest:
         # The manifest's digest covers every bundle file (ONNX and spec too), not only the skops file.
         version_tags[Tag.BUNDLE_DIGEST] = bundle_digest
-    version = mlflow.register_model(model_uri, model_name, tags=version_tags)
+    # A task killed after creating the version but before the alias leaves a version of
+    # this very training run: reuse it (completing its tags) rather than register a duplicate.
+    version = version_of_run(mlflow_client, model_name, run_id)
+    if version is not None:
+        for key, value in version_tags.items():
+            if key not in version.tags:
+                mlflow_client.set_model_version_tag(model_name, str(version.version), key, value)
+    else:
+        # register_model resolves MLflow 3's logged-model URIs (models:/m-...) to their source.
+        version = mlflow.register_model(model_uri, model_name, tags=version_tags)
+    # Idempotent: setting an alias already there changes nothing.
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
     return str(version.version)
 

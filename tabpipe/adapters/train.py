@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from tabpipe.adapters.files import PathLike, read_frame
 from tabpipe.artifacts import Meta
 from tabpipe.config import PipelineConfig
 from tabpipe.tracking import RunContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,13 @@ def run(config: PipelineConfig, ctx: RunContext, inputs: TrainInputs, out: Train
     from tabpipe.serving_spec import SERVING_SPEC_FILENAME, build_serving_spec
     from tabpipe.stages.evaluate.fingerprint import model_row_hashes, training_row_set
     from tabpipe.stages.train import train as search
-    from tabpipe.tracking import log_training
+    from tabpipe.tracking import client, close_stale_runs, ensure_experiment, log_training
 
+    # The first stage that creates MLflow runs closes those a killed task left RUNNING.
+    mlflow_client = client(ctx.tracking_uri)
+    experiment_id = ensure_experiment(mlflow_client, config.experiment_name)
+    closed = close_stale_runs(mlflow_client, experiment_id, ctx.kfp_run_id)
+    log.info("closed %d MLflow run(s) left RUNNING by killed tasks: %s", len(closed), closed or "none")
     train_frame = read_frame(inputs.train)
     validation_frame = read_frame(inputs.validation)
     preprocessor = load_model(inputs.preprocessor, inputs.preprocessor_sha256)
