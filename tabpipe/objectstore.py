@@ -209,6 +209,9 @@ def _calling(settings: StoreSettings, operation: str) -> Iterator[None]:
         raise ServiceError(f"{where} failed while {operation}: {_first_line(exc)}") from None
     except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
         raise ServiceError(f"{where} unreachable while {operation}: {_reason(exc)}") from None
+    except ValueError as exc:
+        # The client checks names before sending (e.g. a bucket name S3 does not allow).
+        raise SourceError(f"invalid request while {operation}: {_first_line(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -335,8 +338,14 @@ def upload_atomic(
                 )
             # Server-side copy: the key appears whole or not at all, and keeps the sha256 metadata.
             minio.copy_object(bucket, key, CopySource(bucket, partial))
-    finally:
+    except ServiceError:
+        # Unreachable or refusing: a removal would only wait out the same timeouts again. The
+        # temporary object, if any, never looks complete (its key says partial).
+        raise
+    except BaseException:
         _remove_quietly(minio, bucket, partial)
+        raise
+    _remove_quietly(minio, bucket, partial)
     return digest
 
 

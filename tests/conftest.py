@@ -39,8 +39,7 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """
     import os
 
-    from tabpipe.minio_server import ensure_minio
-    from tabpipe.mlflow_server import stop_server
+    from tabpipe.minio_server import ensure_minio, stop_minio
 
     binary = Path(os.environ.get("TABPIPE_MINIO_BIN") or REPO / ".tools" / "bin" / "minio")
     if not binary.is_file():
@@ -56,4 +55,4 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     try:
         yield running
     finally:
-        stop_server(running.handle)
+        stop_minio(running.handle)

@@ -21,8 +21,10 @@ from tabpipe.minio_server import (
     RunningMinio,
     ensure_minio,
     load_or_create_credentials,
+    process_gone,
+    stop_minio,
 )
-from tabpipe.mlflow_server import PID_FILENAME, stop_server
+from tabpipe.mlflow_server import PID_FILENAME
 from tabpipe.objectstore import (
     download_dir,
     ensure_buckets,
@@ -107,6 +109,7 @@ def test_up_finds_its_own_server_and_prints_no_secret(minio: RunningMinio) -> No
     assert str(minio.credentials_file) in result.stdout
     assert "tabpipe-data, tabpipe-mlflow, tabpipe-models" in result.stdout
     assert minio.settings.secret_key not in result.stdout + result.stderr
+    assert files_containing(state_dir, minio.settings.secret_key, skip=(minio.credentials_file,)) == []
 
 
 def test_up_refuses_a_server_it_did_not_start(minio: RunningMinio, tmp_path: Path) -> None:
@@ -135,11 +138,9 @@ def _stop_like_make(state_dir: Path) -> None:
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if process_gone(pid):
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"MinIO (pid {pid}) still running 20 s after minio-down")
 
 
@@ -160,7 +161,7 @@ def test_stop_and_restart_keeps_every_object(tmp_path: Path, monkeypatch) -> Non
         address = first.settings.endpoint.removeprefix("http://")
         second = ensure_minio(minio_binary(), address, free_address(), state_dir)
     except BaseException:
-        stop_server(first.handle)
+        stop_minio(first.handle)
         raise
     try:
         assert second.handle.started and second.handle.pid != first.handle.pid
@@ -178,4 +179,4 @@ def test_stop_and_restart_keeps_every_object(tmp_path: Path, monkeypatch) -> Non
         assert files_containing(state_dir, second.settings.secret_key, skip=(second.credentials_file,)) == []
         assert (state_dir / "server.log").exists()
     finally:
-        stop_server(second.handle)
+        stop_minio(second.handle)
