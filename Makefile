@@ -15,7 +15,7 @@ REUSE ?=
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
-.PHONY: help install run test bytecode test-unit test-e2e lint format compile check-compiled bench-pipeline \
+.PHONY: help install run test bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
         bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
@@ -95,6 +95,30 @@ serve-down:  ## stop the local serving endpoint started by make run (by its PID 
 
 pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
 	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)
+
+# MinIO, built from its Go module into a folder the project owns (not the system); caches stay here too,
+# so a second build on the same machine is quick. The server is AGPLv3: run as a separate process only.
+TOOLS := $(CURDIR)/.tools
+GO_CACHE := $(CURDIR)/.cache/go
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_BIN := $(TOOLS)/bin/minio
+MINIO_ADDRESS ?= 127.0.0.1:9000
+MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
+
+$(MINIO_BIN):
+	@command -v go >/dev/null || { echo "MinIO is built with Go (https://go.dev/dl); install Go, or run MinIO's official image and set MINIO_ENDPOINT"; exit 1; }
+	mkdir -p $(TOOLS)/bin $(GO_CACHE)
+	GOBIN=$(TOOLS)/bin GOPATH=$(GO_CACHE)/path GOMODCACHE=$(GO_CACHE)/mod GOCACHE=$(GO_CACHE)/build \
+		GOFLAGS=-modcacherw go install github.com/minio/minio@$(MINIO_VERSION)
+
+minio: $(MINIO_BIN)  ## build MinIO into .tools/bin when missing (about 2 minutes cold)
+
+minio-up: $(STAMP) $(MINIO_BIN)  ## start MinIO on MINIO_ADDRESS (data and credentials under STATE_DIR/minio)
+	$(BIN)/python -m tabpipe.minio_server up --binary $(MINIO_BIN) --address $(MINIO_ADDRESS) \
+		--console-address $(MINIO_CONSOLE_ADDRESS) --state-dir $(STATE_DIR)/minio
+
+minio-down:  ## stop the MinIO server started by minio-up (by its PID file); data is kept
+	$(call stop_pidfile,$(STATE_DIR)/minio/server.pid)
 
 clean:  ## remove local run state (MLflow db, artifacts, KFP outputs)
 	rm -rf $(STATE_DIR)

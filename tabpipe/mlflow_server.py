@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,8 +43,34 @@ class ServerHandle:
     log_path: Path | None
 
 
-def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
+@dataclass(frozen=True)
+class S3Artifacts:
+    """Where the MLflow server keeps artifacts on an S3 store (MinIO), and how it reaches it.
+
+    Only the server process gets these credentials: tasks upload and download
+    artifacts through the server (``--serve-artifacts``), so they need none.
+    """
+
+    destination: str  # e.g. s3://tabpipe-mlflow
+    endpoint: str  # e.g. http://127.0.0.1:9000
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+
+    def environment(self) -> dict[str, str]:
+        """The variables MLflow's S3 artifact repository (boto3) reads."""
+        return {
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            # MinIO ignores the region; boto3 wants one.
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+def start_server(tracking_uri: str, state_dir: Path, s3: S3Artifacts | None = None) -> ServerHandle:
     """Start ``mlflow server`` detached and wait until it is healthy.
+
+    Artifacts go under ``state_dir/artifacts``, or to ``s3.destination`` on MinIO.
 
     Raises:
         ServiceError: the server did not come up; the message points at its log.
@@ -55,6 +81,7 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "server.log"
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    destination = s3.destination if s3 is not None else str((state_dir / "artifacts").resolve())
     command = [
         mlflow_bin,
         "server",
@@ -65,13 +92,13 @@ def start_server(tracking_uri: str, state_dir: Path) -> ServerHandle:
         "--backend-store-uri",
         f"sqlite:///{(state_dir / 'mlflow.db').resolve()}",
         "--artifacts-destination",
-        str((state_dir / "artifacts").resolve()),
+        destination,
         "--serve-artifacts",
         "--workers",
         "1",
     ]
     # MLflow 3 starts a pool of background job workers by default (about 2 GB); nothing here uses them.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(s3.environment() if s3 else {})}
     return start_detached(
         "MLflow server", command, tracking_uri, lambda: is_healthy(tracking_uri), log_path, env
     )
@@ -157,8 +184,10 @@ def claim_or_refuse(what: str, url: str, state_dir: Path, reuse: bool, hint: str
     )
 
 
-def ensure_server(tracking_uri: str, state_dir: Path, reuse: bool = False) -> ServerHandle:
-    """Use the MLflow server this project started at ``tracking_uri``, or start one.
+def ensure_server(
+    tracking_uri: str, state_dir: Path, reuse: bool = False, s3: S3Artifacts | None = None
+) -> ServerHandle:
+    """Use the MLflow server this project started at ``tracking_uri``, or start one (:func:`start_server`).
 
     Raises:
         ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
@@ -169,7 +198,7 @@ def ensure_server(tracking_uri: str, state_dir: Path, reuse: bool = False) -> Se
         )
         if handle is not None:
             return handle
-    return start_server(tracking_uri, state_dir)
+    return start_server(tracking_uri, state_dir, s3)
 
 
 def stop_server(handle: ServerHandle, timeout: float = 10.0) -> None:

@@ -22,7 +22,9 @@ def test_columns_from_frame_maps_boolean_tokens_and_normalises_text() -> None:
             ServingInput(name="age", rules=ColumnContract(dtype="integer", nullable=True)),
         ],
     )
-    frame = pd.DataFrame({"smoker": ["yes", "No", None], "color": [" Red", "blue ", "RED"], "age": [3, None, 5]})
+    frame = pd.DataFrame(
+        {"smoker": ["yes", "No", None], "color": [" Red", "blue ", "RED"], "age": [3, None, 5]}
+    )
     columns = columns_from_frame(frame, spec)
     np.testing.assert_array_equal(columns["smoker"], [1.0, 0.0, np.nan])
     assert columns["color"].tolist() == ["red", "blue", "red"]
