@@ -26,6 +26,7 @@ from tabpipe.minio_server import (
 )
 from tabpipe.mlflow_server import PID_FILENAME
 from tabpipe.objectstore import (
+    StoreSettings,
     download_dir,
     ensure_buckets,
     list_keys,
@@ -79,6 +80,13 @@ def test_session_server_uses_its_generated_credentials_file(minio: RunningMinio)
     assert _mode(minio.credentials_file) == 0o600
     assert f"MINIO_ROOT_PASSWORD={minio.settings.secret_key}\n" in minio.credentials_file.read_text()
     assert minio.settings.secret_key not in repr(minio)
+    # What pipeline tasks get: the endpoint and the file's path, never the secret itself.
+    env = minio.task_env()
+    assert env == {
+        "MINIO_ENDPOINT": minio.settings.endpoint,
+        "TABPIPE_MINIO_CREDENTIALS": str(minio.credentials_file),
+    }
+    assert StoreSettings.from_env(env) == minio.settings
 
 
 def test_buckets_are_created_idempotently(minio: RunningMinio) -> None:
