@@ -12,6 +12,15 @@ SERVE_PORT ?= 8765
 SERVING_URL ?= http://127.0.0.1:$(SERVE_PORT)
 # REUSE=1 lets make run use an MLflow server or endpoint this project did not start (refused by default).
 REUSE ?=
+# STORE=minio keeps the data, MLflow's artifacts and the deploy bundles on a local MinIO (make minio-up).
+STORE ?= local
+# MinIO, built from its Go module into a folder the project owns; its Go caches stay in the project too.
+TOOLS := $(CURDIR)/.tools
+GO_CACHE := $(CURDIR)/.cache/go
+MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_BIN := $(TOOLS)/bin/minio
+MINIO_ADDRESS ?= 127.0.0.1:9000
+MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
@@ -35,9 +44,11 @@ bytecode:  ## precompile the project's modules (each pipeline task then skips co
 
 install: $(STAMP)  ## create .venv and install the project with dev tools
 
-run: $(STAMP) bytecode  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
+run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN))  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
 	$(BIN)/tabpipe run --config $(CONFIG) --tracking-uri $(MLFLOW_URI) --state-dir $(STATE_DIR) \
-		--serving-url $(SERVING_URL) $(if $(REUSE),--reuse-servers)
+		--serving-url $(SERVING_URL) $(if $(REUSE),--reuse-servers) \
+		--store $(STORE) --minio-binary $(MINIO_BIN) --minio-address $(MINIO_ADDRESS) \
+		--minio-console-address $(MINIO_CONSOLE_ADDRESS)
 
 test: $(STAMP) lint  ## lint, then every test: unit, pipeline and end-to-end with real MLflow servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -98,12 +109,6 @@ pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_
 
 # MinIO, built from its Go module into a folder the project owns (not the system); caches stay here too,
 # so a second build on the same machine is quick. The server is AGPLv3: run as a separate process only.
-TOOLS := $(CURDIR)/.tools
-GO_CACHE := $(CURDIR)/.cache/go
-MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
-MINIO_BIN := $(TOOLS)/bin/minio
-MINIO_ADDRESS ?= 127.0.0.1:9000
-MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
 
 $(MINIO_BIN):
 	@command -v go >/dev/null || { echo "MinIO is built with Go (https://go.dev/dl); install Go, or run MinIO's official image and set MINIO_ENDPOINT"; exit 1; }

@@ -41,6 +41,7 @@ class Meta:
     PREVIOUS_CHAMPION = "previous_champion"
     DEPLOY_TARGET = "deploy_target"
     SERVING_URL = "serving_url"
+    BUNDLE_URI = "bundle_uri"
     PREVIOUSLY_SERVED = "previously_served"
 
 

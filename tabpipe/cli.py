@@ -65,6 +65,36 @@ def _check_state_dir(state_dir: Path) -> None:
         ) from None
 
 
+def _onto_minio(config: object, args: argparse.Namespace) -> tuple[object, object]:
+    """Start (or reuse) MinIO, put the source data on it, and point the run at it.
+
+    The tasks inherit the store's endpoint and the path of the 0600 credentials file
+    (never the secret itself, unless it came from the environment already); deploy
+    pushes bundles to the models bucket.
+    """
+    import os
+
+    from tabpipe.io import open_source, sha256_bytes
+    from tabpipe.minio_server import DATA_BUCKET, MODELS_BUCKET, ensure_minio
+    from tabpipe.objectstore import upload_atomic
+
+    running = ensure_minio(
+        args.minio_binary, args.minio_address, args.minio_console_address, args.state_dir / "minio",
+        reuse=args.reuse_servers,
+    )  # fmt: skip
+    print(_describe("minio", running.handle), flush=True)
+    os.environ.update(running.task_env())
+    source = config.source  # type: ignore[attr-defined]
+    if not source.uri.startswith("s3://"):
+        data = open_source(source.uri)
+        key = f"{config.name}/{Path(source.uri).name}"  # type: ignore[attr-defined]
+        upload_atomic(running.settings, DATA_BUCKET, key, data)
+        source = source.model_copy(update={"uri": f"s3://{DATA_BUCKET}/{key}"})
+        print(f"data: {source.uri} (sha256 {sha256_bytes(data)[:12]}…)", flush=True)
+    registry = config.registry.model_copy(update={"bundle_store": f"s3://{MODELS_BUCKET}"})  # type: ignore[attr-defined]
+    return config.model_copy(update={"source": source, "registry": registry}), running  # type: ignore[attr-defined]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tabpipe.config import load_config
     from tabpipe.local_run import format_summary, run_pipeline
@@ -72,7 +102,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _check_state_dir(args.state_dir)
-    server = ensure_server(args.tracking_uri, args.state_dir / "mlflow", reuse=args.reuse_servers)
+    s3 = None
+    mlflow_state = args.state_dir / "mlflow"
+    if args.store == "minio":
+        config, running = _onto_minio(config, args)
+        s3 = running.mlflow_artifacts()
+        # Its own state: a server keeping artifacts on local disk must not be taken for this one.
+        mlflow_state = args.state_dir / "mlflow-minio"
+    server = ensure_server(args.tracking_uri, mlflow_state, reuse=args.reuse_servers, s3=s3)
     print(_describe("mlflow", server), flush=True)
     serving_url = None
     if not args.no_serve:
@@ -247,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="OIP endpoint to deploy to (started if none answers): load, smoke-test, then promote",
     )
     run.add_argument("--no-serve", action="store_true", help="deploy to the registry only (no live endpoint)")
+    run.add_argument(
+        "--store",
+        choices=["local", "minio"],
+        default="local",
+        help="where data, MLflow artifacts and bundles live: local files, or MinIO (make run STORE=minio)",
+    )
+    run.add_argument(
+        "--minio-binary", default=".tools/bin/minio", help="MinIO server binary (make minio builds it)"
+    )
+    run.add_argument("--minio-address", default="127.0.0.1:9000", help="MinIO API address (loopback)")
+    run.add_argument("--minio-console-address", default="127.0.0.1:9001", help="MinIO console address")
     run.add_argument(
         "--reuse-servers",
         action="store_true",

@@ -354,6 +354,11 @@ class RegistryConfig(_Strict):
     experiment: str | None = Field(
         default=None, description="MLflow experiment; defaults to the config name."
     )
+    bundle_store: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="Deploy also pushes the bundle to <bundle_store>/<model>/<version> (e.g. s3://tabpipe-models).",
+    )
 
 
 class PipelineConfig(_Strict):

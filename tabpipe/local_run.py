@@ -134,6 +134,7 @@ class RunSummary:
     drift: dict[str, Any] | None = None
     reports: dict[str, str] = field(default_factory=dict)
     log_path: str | None = None
+    bundle_uri: str | None = None
 
     @property
     def blessed(self) -> bool:
@@ -286,6 +287,9 @@ def _fill_from_outputs(summary: RunSummary, recorder: TaskRecorder) -> None:
     blessing = recorder.output("evaluate", "blessing")
     if blessing is not None:
         summary.blessing = _artifact_json(blessing)
+    bundle = recorder.output("deploy", "bundle")
+    if bundle is not None:
+        summary.bundle_uri = bundle.metadata.get(Meta.BUNDLE_URI) or None
     version = recorder.output("register", "Output")
     summary.registered_version = str(version) if version is not None else None
 
@@ -423,6 +427,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"registered by this run: {registered}")
     champion, challenger = summary.champion_version or "-", summary.challenger_version or "-"
     lines.append(f"aliases now: champion={champion}, challenger={challenger}")
+    if summary.bundle_uri:
+        lines.append(f"bundle: {summary.bundle_uri} (every file checked against its MANIFEST)")
     if summary.serving_url:
         if summary.served_version:
             lines.append(f"serving: version {summary.served_version} at {summary.serving_url} (OIP V2 REST)")

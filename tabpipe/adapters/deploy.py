@@ -38,6 +38,7 @@ class DeployResult:
     target: DeployTarget
     serving_url: str | None = None
     previously_served: str | None = None
+    bundle_uri: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         """Artifact metadata, keyed by :class:`tabpipe.artifacts.Meta`."""
@@ -47,6 +48,8 @@ class DeployResult:
             Meta.PREVIOUS_CHAMPION: self.previous_champion or "",
             Meta.DEPLOY_TARGET: self.target.value,
         }
+        if self.bundle_uri is not None:
+            meta[Meta.BUNDLE_URI] = self.bundle_uri
         if self.serving_url is not None:
             meta[Meta.SERVING_URL] = self.serving_url
             meta[Meta.PREVIOUSLY_SERVED] = self.previously_served or ""
@@ -87,6 +90,13 @@ def run(
         }
     )
     assemble_bundle(bundle_dir, spec, files.model, files.onnx_model)
+    bundle_uri = None
+    if config.registry.bundle_store:
+        from tabpipe.objectstore import upload_dir_atomic
+
+        # Each file uploaded atomically and checked, its MANIFEST last: never a half bundle that looks whole.
+        bundle_uri = f"{config.registry.bundle_store.rstrip('/')}/{config.registry.model_name}/{version}"
+        upload_dir_atomic(bundle_dir, bundle_uri)
     served_before: str | None = None
     if target is DeployTarget.LOCAL_SERVER:
         from tabpipe.deploy import deploy_to_server
@@ -105,4 +115,5 @@ def run(
         target=target,
         serving_url=serving_url if target is DeployTarget.LOCAL_SERVER else None,
         previously_served=served_before,
+        bundle_uri=bundle_uri,
     )

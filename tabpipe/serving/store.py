@@ -298,4 +298,25 @@ def load_uri(uri: str, tracking_uri: str | None = None, expected_digest: str | N
         if not tracking_uri:
             raise ConfigError(f"model URI {uri!r} needs a tracking URI (--tracking-uri)")
         return load_registry(tracking_uri, uri, expected_digest)
+    if uri.startswith("s3://"):
+        return load_object_store(uri, expected_digest)
     return load_bundle_dir(uri, expected_digest)
+
+
+def load_object_store(uri: str, expected_digest: str | None = None) -> LoadedModel:
+    """Load a bundle deploy pushed to the object store (``s3://bucket/model/version``).
+
+    The folder is downloaded file by file, each checked against the upload's ``MANIFEST``,
+    then loaded like a local bundle (its own manifest and ``expected_digest`` verified again).
+
+    Raises:
+        ConfigError, SourceError, ArtifactIntegrityError, ServiceError: as the downloader and
+            :func:`load_bundle_dir` raise them, naming the file at fault.
+    """
+    import tempfile
+
+    from tabpipe.objectstore import download_dir
+
+    with tempfile.TemporaryDirectory(prefix="tabpipe-bundle-") as tmp:
+        local = download_dir(uri, Path(tmp) / "bundle")
+        return load_bundle_dir(local, expected_digest)
