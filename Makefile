@@ -24,7 +24,7 @@ MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
-.PHONY: help install run test bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
+.PHONY: help install run test test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
         bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
@@ -50,11 +50,14 @@ run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN))  ## run the w
 		--store $(STORE) --minio-binary $(MINIO_BIN) --minio-address $(MINIO_ADDRESS) \
 		--minio-console-address $(MINIO_CONSOLE_ADDRESS)
 
-test: $(STAMP) lint  ## lint, then every test: unit, pipeline and end-to-end with real MLflow servers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) bytecode lint  ## lint, then every test but the MinIO suite: unit, pipeline and end-to-end with real MLflow servers
+	$(BIN)/python -m pytest -m "not storage" $(PYTEST_ARGS)
+
+test-storage: $(STAMP) $(MINIO_BIN)  ## object-store tests against a real MinIO (built by make minio; needs Go)
+	$(BIN)/python -m pytest -m storage $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## fast tests only
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not storage" $(PYTEST_ARGS)
 
 test-e2e: $(STAMP)  ## end-to-end tests only
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -98,8 +101,9 @@ define stop_pidfile
 		|| echo "pid $$(cat $(1)) was not running"; rm -f $(1); else echo "nothing started here ($(1) absent)"; fi
 endef
 
-mlflow-down:  ## stop the local MLflow server started by make run (by its PID file)
+mlflow-down:  ## stop the local MLflow servers started by make run (by their PID files; STORE=minio has its own)
 	$(call stop_pidfile,$(STATE_DIR)/mlflow/server.pid)
+	$(call stop_pidfile,$(STATE_DIR)/mlflow-minio/server.pid)
 
 serve-down:  ## stop the local serving endpoint started by make run (by its PID file)
 	$(call stop_pidfile,$(STATE_DIR)/serving/server.pid)
