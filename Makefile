@@ -24,7 +24,7 @@ MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
+.PHONY: help install run test test-all test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
         bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
@@ -50,17 +50,18 @@ run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN))  ## run the w
 		--store $(STORE) --minio-binary $(MINIO_BIN) --minio-address $(MINIO_ADDRESS) \
 		--minio-console-address $(MINIO_CONSOLE_ADDRESS)
 
-test: $(STAMP) bytecode lint  ## lint, then every test but the MinIO suite: unit, pipeline and end-to-end with real MLflow servers
-	$(BIN)/python -m pytest -m "not storage" $(PYTEST_ARGS)
+test: $(STAMP) bytecode lint  ## lint, then the unit, contract, data, model and serving tests (under 10 minutes)
+	$(BIN)/python -m pytest -m "not slow and not storage" $(PYTEST_ARGS)
+
+test-all: test test-e2e test-storage  ## everything .ci/run runs
 
 test-storage: $(STAMP) $(MINIO_BIN)  ## object-store tests against a real MinIO (built by make minio; needs Go)
 	$(BIN)/python -m pytest -m storage $(PYTEST_ARGS)
 
-test-unit: $(STAMP)  ## fast tests only
-	$(BIN)/python -m pytest -m "not slow and not storage" $(PYTEST_ARGS)
+test-unit: test  ## the same as make test
 
-test-e2e: $(STAMP)  ## end-to-end tests only
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+test-e2e: $(STAMP) bytecode  ## end-to-end: the whole pipeline and real server processes against real MLflow servers
+	$(BIN)/python -m pytest -m "slow and not storage" $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (pinned)
 	$(BIN)/ruff check .

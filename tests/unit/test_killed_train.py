@@ -23,6 +23,9 @@ import pytest
 from tabpipe import tracking
 from tabpipe.config import PipelineConfig, load_config
 
+# Real MLflow servers and killed subprocesses: minutes, so in make test-e2e.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SMALL_CONFIG = REPO / "tests" / "fixtures" / "e2e" / "phishing_small.yaml"
 

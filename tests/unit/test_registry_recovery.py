@@ -30,6 +30,9 @@ from tabpipe.errors import TabpipeError
 from tabpipe.io import write_atomic
 from tabpipe.local_run import RunSummary, StageTiming, TaskRecorder, format_summary
 
+# Real MLflow servers and killed subprocesses: minutes, so in make test-e2e.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
