@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def test_our_own_server_is_recognised_by_its_pid_file_and_port(tmp_path: Path) -
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--port", str(port)])
     try:
         (tmp_path / PID_FILENAME).write_text(f"{sleeper.pid}\n")
+        # On a loaded machine the child's /proc entry may lag its start by a moment.
+        deadline = time.monotonic() + 10
+        while started_here(tmp_path, f"http://127.0.0.1:{port}") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert started_here(tmp_path, f"http://127.0.0.1:{port}") == sleeper.pid
         assert started_here(tmp_path, f"http://127.0.0.1:{port + 1}") is None  # another port: not ours
     finally:
