@@ -15,7 +15,6 @@ name the file only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import secrets
@@ -26,7 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tabpipe.errors import ServiceError, TabpipeError
-from tabpipe.mlflow_server import PID_FILENAME, ServerHandle, claim_or_refuse, start_detached
+from tabpipe.mlflow_server import (
+    PID_FILENAME,
+    ServerHandle,
+    claim_or_refuse,
+    start_detached,
+    stop_server,
+)
 from tabpipe.objectstore import CREDENTIALS_ENV, StoreSettings, ensure_buckets, read_env_file
 
 if TYPE_CHECKING:
@@ -243,44 +248,9 @@ def ensure_minio(
     return RunningMinio(handle, settings, credentials_file)
 
 
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` has exited; reaps it when it is this process's child (a zombie is gone, too)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return True
-    except ChildProcessError:
-        pass  # not our child: its parent reaps it
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def stop_minio(handle: ServerHandle, timeout: float = 10.0) -> None:
-    """Stop a MinIO this process started (its process group), waiting until it has exited.
-
-    Unlike polling the process group alone, this reaps the server when it is our
-    child, so a stopped server is not left as a zombie that still looks alive.
-    """
-    import signal
-    import time
-
-    if not handle.started or handle.pid is None:
-        return
-    try:
-        os.killpg(handle.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process_gone(handle.pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(handle.pid, signal.SIGKILL)
-    process_gone(handle.pid)
+    """Stop a MinIO this process started (its process group), waiting until it has exited."""
+    stop_server(handle, timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

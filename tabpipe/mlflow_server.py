@@ -7,6 +7,7 @@ second run finds it already up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -201,8 +202,27 @@ def ensure_server(
     return start_server(tracking_uri, state_dir, s3)
 
 
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited; reaps it when it is this process's child (a zombie is gone, too)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def stop_server(handle: ServerHandle, timeout: float = 10.0) -> None:
-    """Stop a server this process started (its whole process group: uvicorn and job workers)."""
+    """Stop a server this process started: its whole process group (uvicorn, job workers), then wait.
+
+    A server that is this process's child is reaped, so a stopped one is not left as a
+    zombie that still looks alive (and the wait does not run to its timeout).
+    """
     import signal
 
     if not handle.started or handle.pid is None:
@@ -213,9 +233,9 @@ def stop_server(handle: ServerHandle, timeout: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(handle.pid, 0)
-        except ProcessLookupError:
+        if process_gone(handle.pid):
             return
-        time.sleep(0.2)
-    os.killpg(handle.pid, signal.SIGKILL)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(handle.pid, signal.SIGKILL)
+    process_gone(handle.pid)

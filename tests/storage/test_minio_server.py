@@ -21,10 +21,9 @@ from tabpipe.minio_server import (
     RunningMinio,
     ensure_minio,
     load_or_create_credentials,
-    process_gone,
     stop_minio,
 )
-from tabpipe.mlflow_server import PID_FILENAME
+from tabpipe.mlflow_server import PID_FILENAME, process_gone
 from tabpipe.objectstore import (
     StoreSettings,
     download_dir,

@@ -11,7 +11,8 @@ import pytest
 from storage_support import free_address, minio_binary, start_private
 
 from tabpipe.errors import ServiceError
-from tabpipe.minio_server import DATA_BUCKET, RunningMinio, ensure_minio, process_gone, stop_minio
+from tabpipe.minio_server import DATA_BUCKET, RunningMinio, ensure_minio, stop_minio
+from tabpipe.mlflow_server import process_gone
 from tabpipe.objectstore import PARTIAL_MARKER, list_keys, read_bytes, upload_atomic
 
 #: The bound the tests hold the failure to (the client's own bound for a dead server is a few seconds).
