@@ -287,6 +287,33 @@ def _whole(values: np.ndarray) -> np.ndarray:
     return values == np.floor(values)
 
 
+def _bound_rule(field: str, lower: bool, soft: bool = False) -> RowRule:
+    """A numeric bound (``min``, ``max``, ``soft_min``, ``soft_max``): one shape, four rules."""
+
+    def bound(col: ColumnContract) -> Any:
+        return getattr(col, field)
+
+    def find(col: ColumnContract, values: np.ndarray) -> np.ndarray:
+        return values < bound(col) if lower else values > bound(col)
+
+    def accepts(col: ColumnContract) -> Predicate:
+        limit = bound(col)
+        return (lambda v: v >= limit) if lower else (lambda v: v <= limit)
+
+    side = "below" if lower else "above"
+    return RowRule(
+        name=field,
+        applies=lambda col: bound(col) is not None and _is_numeric(col),
+        shape=False,
+        find=find,
+        accepts=accepts,
+        describe=lambda col: (
+            f"value(s) {side} {field} {fmt(bound(col))}" + (" (accepted, flagged)" if soft else "")
+        ),
+        soft=soft,
+    )
+
+
 ROW_RULES: tuple[RowRule, ...] = (
     RowRule(
         name="finite",
@@ -328,40 +355,10 @@ ROW_RULES: tuple[RowRule, ...] = (
         accepts=_accepts_allowed,
         describe=lambda col: f"value(s) not in allowed set {fmt_list(list(col.allowed or []))}",
     ),
-    RowRule(
-        name="min",
-        applies=lambda col: col.min is not None and _is_numeric(col),
-        shape=False,
-        find=lambda col, v: v < col.min,
-        accepts=lambda col: lambda v: v >= col.min,
-        describe=lambda col: f"value(s) below min {fmt(col.min)}",
-    ),
-    RowRule(
-        name="max",
-        applies=lambda col: col.max is not None and _is_numeric(col),
-        shape=False,
-        find=lambda col, v: v > col.max,
-        accepts=lambda col: lambda v: v <= col.max,
-        describe=lambda col: f"value(s) above max {fmt(col.max)}",
-    ),
-    RowRule(
-        name="soft_min",
-        applies=lambda col: col.soft_min is not None and _is_numeric(col),
-        shape=False,
-        find=lambda col, v: v < col.soft_min,
-        accepts=lambda col: lambda v: v >= col.soft_min,
-        describe=lambda col: f"value(s) below soft_min {fmt(col.soft_min)} (accepted, flagged)",
-        soft=True,
-    ),
-    RowRule(
-        name="soft_max",
-        applies=lambda col: col.soft_max is not None and _is_numeric(col),
-        shape=False,
-        find=lambda col, v: v > col.soft_max,
-        accepts=lambda col: lambda v: v <= col.soft_max,
-        describe=lambda col: f"value(s) above soft_max {fmt(col.soft_max)} (accepted, flagged)",
-        soft=True,
-    ),
+    _bound_rule("min", lower=True),
+    _bound_rule("max", lower=False),
+    _bound_rule("soft_min", lower=True, soft=True),
+    _bound_rule("soft_max", lower=False, soft=True),
 )
 
 #: Name of the null rule, which every path checks first (``nullable: false``).

@@ -319,7 +319,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             pred, proba = await run_in_threadpool(predictor.predict, decoded.columns)
         else:
             pred, proba = predictor.predict(decoded.columns)
-        active.metrics.observe(decoded.columns, pred, decoded.n_rows)
+        active.metrics.observe(decoded.columns, pred, decoded.n_rows, warnings=decoded.warnings)
         wanted = decoded.outputs or active.outputs
         outputs = []
         if "predict" in wanted:
