@@ -14,9 +14,12 @@ SERVING_URL ?= http://127.0.0.1:$(SERVE_PORT)
 REUSE ?=
 # STORE=minio keeps the data, MLflow's artifacts and the deploy bundles on a local MinIO (make minio-up).
 STORE ?= local
-# MinIO, built from its Go module into a folder the project owns; its Go caches stay in the project too.
+# Build caches (Go modules and builds, the control plane's binaries, Docker's images) live in one folder
+# the project owns, outside the clone, so a fresh clone on the same machine reuses them.
+TABPIPE_CACHE ?= $(HOME)/.cache/tabpipe
+# MinIO, built from its Go module into .tools/; its Go caches are in TABPIPE_CACHE.
 TOOLS := $(CURDIR)/.tools
-GO_CACHE := $(CURDIR)/.cache/go
+GO_CACHE := $(TABPIPE_CACHE)/go
 MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_BIN := $(TOOLS)/bin/minio
 MINIO_ADDRESS ?= 127.0.0.1:9000
@@ -120,6 +123,11 @@ $(MINIO_BIN):
 	mkdir -p $(TOOLS)/bin $(GO_CACHE)
 	GOBIN=$(TOOLS)/bin GOPATH=$(GO_CACHE)/path GOMODCACHE=$(GO_CACHE)/mod GOCACHE=$(GO_CACHE)/build \
 		GOFLAGS=-modcacherw go install github.com/minio/minio@$(MINIO_VERSION)
+
+# The test control plane (kube-apiserver, controller-manager, scheduler, KWOK, CRDs), built once into TABPIPE_CACHE.
+CONTROL_PLANE_STAMP := $(TABPIPE_CACHE)/crds/.done-v0.15.2-v3.6.5-v0.8.0
+control-plane:  ## build the test control plane's binaries into TABPIPE_CACHE (about 15 minutes cold, then instant)
+	bash controlplane/build.sh $(TABPIPE_CACHE)
 
 minio: $(MINIO_BIN)  ## build MinIO into .tools/bin when missing (about 2 minutes cold)
 
