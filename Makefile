@@ -26,6 +26,8 @@ MINIO_ADDRESS ?= 127.0.0.1:9000
 MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
 KFP_HOST ?= http://localhost:8080
 PYTEST_ARGS ?=
+# make test: everything that needs no MinIO, control plane or Docker engine, and is not slow.
+FAST_TESTS := not slow and not storage and not cluster and not docker
 
 .PHONY: help install run test test-all test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
         bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
@@ -54,7 +56,7 @@ run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN))  ## run the w
 		--minio-console-address $(MINIO_CONSOLE_ADDRESS)
 
 test: $(STAMP) bytecode lint  ## lint, then the unit, contract, data, model and serving tests (under 10 minutes)
-	$(BIN)/python -m pytest -m "not slow and not storage" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 test-all: test test-e2e test-storage  ## everything .ci/run runs
 
@@ -64,7 +66,7 @@ test-storage: $(STAMP) $(MINIO_BIN)  ## object-store tests against a real MinIO 
 test-unit: test  ## the same as make test
 
 test-e2e: $(STAMP) bytecode  ## end-to-end: the whole pipeline and real server processes against real MLflow servers
-	$(BIN)/python -m pytest -m "slow and not storage" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow and not storage and not cluster and not docker" $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (pinned)
 	$(BIN)/ruff check .
@@ -128,6 +130,9 @@ $(MINIO_BIN):
 CONTROL_PLANE_STAMP := $(TABPIPE_CACHE)/crds/.done-v0.15.2-v3.6.5-v0.8.0
 control-plane:  ## build the test control plane's binaries into TABPIPE_CACHE (about 15 minutes cold, then instant)
 	bash controlplane/build.sh $(TABPIPE_CACHE)
+
+test-cluster: $(STAMP) control-plane  ## tests against a real control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)
+	TABPIPE_CACHE=$(TABPIPE_CACHE) $(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 minio: $(MINIO_BIN)  ## build MinIO into .tools/bin when missing (about 2 minutes cold)
 
