@@ -361,6 +361,46 @@ class RegistryConfig(_Strict):
     )
 
 
+class ClusterDeployConfig(_Strict):
+    """How the deploy stage's cluster targets (``seldon``, ``kserve``, ``plain``) serve a bundle."""
+
+    namespace: str = Field(
+        default="tabpipe-serving", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="Namespace of the serving objects (the deploy ServiceAccount may manage only these).",
+    )
+    image: str = Field(
+        default="tabpipe:0.1.0",
+        # A tag or a digest is required: ':latest' or no tag would make rollouts unreproducible.
+        pattern=r"^[a-z0-9][a-z0-9./_:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$",
+        description="Serving image (pinned by tag or digest; never :latest).",
+    )
+    replicas: int = Field(default=1, ge=1, le=50)
+    canary_percent: int = Field(
+        default=0, ge=0, le=99,
+        description="0 replaces the served version; 1-99 adds the new one as a canary with that share.",
+    )
+    rollout_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    object_store_endpoint: str = Field(
+        default="http://minio.tabpipe.svc.cluster.local:9000", pattern=r"^https?://[^\s/]+$",
+        description="MinIO endpoint the serving pods read bundles from.",
+    )
+    object_store_secret: str = Field(
+        default="tabpipe-serving-store", pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="Secret (in the serving namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+    )
+    smoke_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$",
+        description="Smoke-test the new version here instead of at its in-cluster Service address.",
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _not_latest(cls, image: str) -> str:
+        if image.endswith(":latest"):
+            raise ValueError("':latest' is not a pinned image; name a version tag or a digest")
+        return image
+
+
 class PipelineConfig(_Strict):
     """A whole data set's config, with its contract inlined."""
 
@@ -377,6 +417,7 @@ class PipelineConfig(_Strict):
     drift: DriftConfig = DriftConfig()
     leakage: LeakageConfig = LeakageConfig()
     registry: RegistryConfig
+    cluster: ClusterDeployConfig = ClusterDeployConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

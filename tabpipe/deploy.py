@@ -4,12 +4,18 @@ The order is what makes it safe: load the new version into the server, smoke-tes
 with held-out rows, and only then move the ``champion`` alias. If any step fails, the
 server goes back to what it served before (or unloads, on a first deploy) and the
 alias stays where it was.
+
+The server's repository endpoints need its admin bearer token: this client reads it
+from ``TABPIPE_SERVING_ADMIN_TOKEN``, or from the file ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``
+names (what ``tabpipe run`` hands the deploy task: the 0600 file beside the server it
+started). The token is sent in the ``Authorization`` header, never logged.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +28,10 @@ if TYPE_CHECKING:
 
 LOAD_TIMEOUT_SECONDS = 300.0
 REQUEST_TIMEOUT_SECONDS = 30.0
+#: The same variable the server reads (tabpipe.serving.auth.TOKEN_ENV).
+TOKEN_ENV = "TABPIPE_SERVING_ADMIN_TOKEN"
+#: A file holding the token (written 0600 by the launcher); the deploy task gets its path.
+TOKEN_FILE_ENV = "TABPIPE_SERVING_ADMIN_TOKEN_FILE"
 
 
 class DeployTarget(enum.StrEnum):
@@ -31,6 +41,16 @@ class DeployTarget(enum.StrEnum):
     REGISTRY = "registry"
     #: Also load it into the OIP server at ``serving_url``, smoke-test it, then move the alias.
     LOCAL_SERVER = "local-server"
+    #: In a cluster (tabpipe.cluster_deploy): a SeldonDeployment, a KServe InferenceService, or a
+    #: plain Deployment + Service, rolled out and smoke-tested before the alias moves.
+    SELDON = "seldon"
+    KSERVE = "kserve"
+    PLAIN = "plain"
+
+    @property
+    def in_cluster(self) -> bool:
+        """Whether the target is a Kubernetes serving stack."""
+        return self in (DeployTarget.SELDON, DeployTarget.KSERVE, DeployTarget.PLAIN)
 
 
 class DeployError(TabpipeError):
@@ -59,20 +79,56 @@ def parse_target(value: str) -> DeployTarget:
         raise TabpipeError(f"deploy_target: {value!r} is not one of {allowed}") from None
 
 
+def admin_token() -> str | None:
+    """The serving endpoint's admin token, or None.
+
+    From ``TABPIPE_SERVING_ADMIN_TOKEN``, else from the file ``TABPIPE_SERVING_ADMIN_TOKEN_FILE`` names.
+
+    Raises:
+        ServiceError: the file is named but cannot be read (the message names the file, not the token).
+    """
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = os.environ.get(TOKEN_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise ServiceError(f"{TOKEN_FILE_ENV}={path}: cannot read the admin token ({exc.strerror})") from None
+
+
 def _request(method: str, url: str, **kwargs: Any) -> Any:
     import requests
 
+    token = admin_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        return requests.request(method, url, timeout=kwargs.pop("timeout", REQUEST_TIMEOUT_SECONDS), **kwargs)
+        return requests.request(
+            method, url, timeout=kwargs.pop("timeout", REQUEST_TIMEOUT_SECONDS), headers=headers, **kwargs
+        )
     except requests.RequestException as exc:
         raise ServiceError(f"serving endpoint {url}: {exc}") from None
+
+
+def _auth_hint(response: Any) -> str:
+    """What to do about a 401/403 from the repository endpoints ('' for other answers)."""
+    if response.status_code not in (401, 403):
+        return ""
+    sources = f"{TOKEN_ENV} or {TOKEN_FILE_ENV}"
+    have = "the token sent was refused" if admin_token() else f"no token was sent ({sources})"
+    return f" (the repository endpoints need the server's admin token; {have})"
 
 
 def served_model(serving_url: str) -> ServedModel | None:
     """The model the server serves now, or None when it serves nothing."""
     response = _request("GET", f"{serving_url}/v2/repository/index")
     if response.status_code != 200:
-        raise ServiceError(f"{serving_url}/v2/repository/index answered HTTP {response.status_code}")
+        raise ServiceError(
+            f"{serving_url}/v2/repository/index answered HTTP {response.status_code}{_auth_hint(response)}"
+        )
     for entry in response.json():
         if entry.get("state") == "READY" and entry.get("version"):
             return ServedModel(entry["name"], str(entry["version"]), entry.get("source", ""))
@@ -90,6 +146,7 @@ def load(serving_url: str, name: str, uri: str) -> str:
     if response.status_code != 200:
         raise DeployError(
             f"the server refused to load {uri}: HTTP {response.status_code} {response.text[:300]}"
+            f"{_auth_hint(response)}"
         )
     return str(response.json()["version"])
 
@@ -141,7 +198,9 @@ def _restore(serving_url: str, name: str, previous: ServedModel | None) -> str:
     """Put the server back as it was; returns what happened, for the error message."""
     try:
         if previous is None:
-            _request("POST", f"{serving_url}/v2/repository/models/{name}/unload")
+            response = _request("POST", f"{serving_url}/v2/repository/models/{name}/unload")
+            if response.status_code not in (200, 404):
+                return f"ROLLBACK FAILED: unload answered HTTP {response.status_code}{_auth_hint(response)}"
             return "the server was unloaded (it served nothing before)"
         load(serving_url, previous.name, previous.source)
         return f"the server serves {previous.name} version {previous.version} again"

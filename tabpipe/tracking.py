@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 CHALLENGER_ALIAS = "challenger"
 CHAMPION_ALIAS = "champion"
+#: A version serving a share of the traffic beside the champion (cluster canary) until promoted.
+CANARY_ALIAS = "canary"
 BUNDLE_ARTIFACT_DIR = "bundle"
 EVALUATION_ARTIFACT_DIR = "evaluation"
 #: The training run's row hashes (sorted distinct uint64, numpy ``.npy``): the rows the model has seen.
@@ -704,6 +706,26 @@ def promote(tracking_uri: str, model_name: str, version: str) -> str | None:
     previous = champion(mlflow_client, model_name)
     mlflow_client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
     return previous.version if previous else None
+
+
+def set_canary(tracking_uri: str, model_name: str, version: str) -> None:
+    """Point ``canary`` at ``version`` (the champion stays where it is)."""
+    client(tracking_uri).set_registered_model_alias(model_name, CANARY_ALIAS, version)
+
+
+def clear_canary(tracking_uri: str, model_name: str) -> str | None:
+    """Remove the ``canary`` alias; return the version it pointed to, if any."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    try:
+        version = mlflow_client.get_model_version_by_alias(model_name, CANARY_ALIAS).version
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    mlflow_client.delete_registered_model_alias(model_name, CANARY_ALIAS)
+    return str(version)
 
 
 def record_outcome(

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabpipe.adapters.files import PathLike, read_frame
 from tabpipe.artifacts import Meta
 from tabpipe.config import PipelineConfig
 from tabpipe.deploy import DeployTarget
 from tabpipe.errors import TabpipeError
+
+if TYPE_CHECKING:
+    from tabpipe.cluster_deploy.objects import Release
+    from tabpipe.cluster_deploy.rollout import ClusterOutcome
+    from tabpipe.serving_spec import ServingSpec
 
 #: Test-split rows sent to a newly loaded version before it becomes the champion.
 SMOKE_TEST_ROWS = 20
@@ -65,17 +70,23 @@ def run(
     target: DeployTarget = DeployTarget.REGISTRY,
     serving_url: str | None = None,
     test: PathLike | None = None,
+    kubeconfig: str | None = None,
 ) -> DeployResult:
     """Write the deployable bundle, deploy it to the target, then move ``champion``.
 
     With the ``local-server`` target the new version is first loaded into the
     server at ``serving_url`` and smoke-tested on test-split rows; a failure
-    restores the server and leaves the alias where it was. Deploy needs no
+    restores the server and leaves the alias where it was. The cluster targets
+    (``seldon``, ``kserve``, ``plain``) roll the bundle out from object storage,
+    wait until the controller reports it available, smoke-test it, and restore
+    the previous objects on failure; with ``cluster.canary_percent`` the new
+    version serves that share beside the champion and gets the ``canary`` alias. Deploy needs no
     scikit-learn: the bundle is verified by checksum, not loaded.
 
     Raises:
         ArtifactIntegrityError: a model file does not match its recorded checksum.
         DeployError: the server refused the new version or its smoke test failed.
+        ClusterDeployError: the cluster rollout or its smoke test failed (previous objects restored).
     """
     from tabpipe.bundle import assemble_bundle
     from tabpipe.serving_spec import build_serving_spec
@@ -107,13 +118,75 @@ def run(
         rows, _ = split_xy(read_frame(test).head(SMOKE_TEST_ROWS), config)
         before = deploy_to_server(serving_url, spec, version, rows)
         served_before = before.version if before else None
-    previous = promote(tracking_uri, config.registry.model_name, version)
+    canary = False
+    if target.in_cluster:
+        if bundle_uri is None or test is None:
+            raise TabpipeError(
+                f"deploy_target {target.value!r} serves the bundle from object storage: "
+                "set registry.bundle_store"
+            )
+        outcome = _deploy_to_cluster(config, spec, target, version, bundle_uri, test, kubeconfig)
+        served_before = outcome.previous.version if outcome.previous else None
+        serving_url, canary = outcome.smoke_url, outcome.canary
+    if canary:
+        from tabpipe.tracking import set_canary
+
+        # The champion keeps its alias until `make promote`; the canary gets its own.
+        set_canary(tracking_uri, config.registry.model_name, version)
+        previous = None
+    else:
+        previous = promote(tracking_uri, config.registry.model_name, version)
     return DeployResult(
         version=version,
         sha256=files.model_sha256,
         previous_champion=previous,
         target=target,
-        serving_url=serving_url if target is DeployTarget.LOCAL_SERVER else None,
+        serving_url=serving_url if target is not DeployTarget.REGISTRY else None,
         previously_served=served_before,
         bundle_uri=bundle_uri,
+    )
+
+
+def cluster_release(config: PipelineConfig, version: str, bundle_uri: str) -> Release:
+    """What the cluster targets serve for ``version`` of the config's model."""
+    from tabpipe.cluster_deploy.objects import Release, object_name
+
+    cluster = config.cluster
+    return Release(
+        name=object_name(config.registry.model_name),
+        namespace=cluster.namespace,
+        model_name=config.registry.model_name,
+        version=version,
+        bundle_uri=bundle_uri,
+        image=cluster.image,
+        replicas=cluster.replicas,
+        object_store_endpoint=cluster.object_store_endpoint,
+        object_store_secret=cluster.object_store_secret,
+        progress_deadline_seconds=int(cluster.rollout_timeout_seconds),
+    )
+
+
+def _deploy_to_cluster(
+    config: PipelineConfig,
+    spec: ServingSpec,
+    target: DeployTarget,
+    version: str,
+    bundle_uri: str,
+    test: PathLike,
+    kubeconfig: str | None,
+) -> ClusterOutcome:
+    from tabpipe.cluster_deploy import rollout
+    from tabpipe.cluster_deploy.objects import ClusterTarget
+    from tabpipe.deploy import smoke_test
+    from tabpipe.features import split_xy
+
+    rows, _ = split_xy(read_frame(test).head(SMOKE_TEST_ROWS), config)
+    return rollout.deploy(
+        rollout.Cluster.connect(kubeconfig),
+        ClusterTarget(target.value),
+        cluster_release(config, version, bundle_uri),
+        smoke_test=lambda url, served_version: smoke_test(url, spec, served_version, rows),
+        canary_percent=config.cluster.canary_percent,
+        smoke_url=config.cluster.smoke_url,
+        timeout=config.cluster.rollout_timeout_seconds,
     )

@@ -9,8 +9,9 @@ Layers, lowest first (the README's architecture section draws them):
 4. model files and the serving spec;
 5. ONNX export, MLflow tracking, the MLflow server, bundles;
 6. stage logic (``tabpipe.stages.*``), serving, the deploy client, champion policy;
-7. stage adapters (files in, files out) and the stage guard;
-8. KFP components; 9. the pipeline wiring; 10. local runner and submit; 11. the CLI.
+7. the cluster deploy targets (Seldon, KServe, plain Deployment);
+8. stage adapters (files in, files out) and the stage guard;
+9. KFP components; 10. the pipeline wiring; 11. local runner and submit; 12. the CLI.
 
 A module may import from a lower layer, or from its own package (for the stages,
 its own stage). Imports under ``if TYPE_CHECKING:`` are ignored: they never run.
@@ -52,13 +53,15 @@ LAYERS: dict[str, int] = {
     "tabpipe.minio_server": 6,
     "tabpipe.deploy": 6,
     "tabpipe.champion": 6,
-    "tabpipe.adapters": 7,
-    "tabpipe.guard": 7,
-    "components": 8,
-    "pipelines": 9,
-    "tabpipe.local_run": 10,
-    "tabpipe.submit": 10,
-    "tabpipe.cli": 11,
+    # Above the deploy client, whose smoke test it reuses against the new version in the cluster.
+    "tabpipe.cluster_deploy": 7,
+    "tabpipe.adapters": 8,
+    "tabpipe.guard": 8,
+    "components": 9,
+    "pipelines": 10,
+    "tabpipe.local_run": 11,
+    "tabpipe.submit": 11,
+    "tabpipe.cli": 12,
 }
 
 
