@@ -15,6 +15,7 @@ Service, weighted by replica count). :func:`promote` makes it the only version;
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ from tabpipe.cluster_deploy import objects as obj
 from tabpipe.cluster_deploy.objects import ClusterTarget, Release, Track
 from tabpipe.cluster_deploy.status import Rollout, rollout_of
 from tabpipe.errors import ServiceError, TabpipeError
-from tabpipe.log import get_logger
 
 POLL_SECONDS = 0.5
 STABLE_VERSION_ANNOTATION = "tabpipe.io/stable-version"
@@ -34,7 +34,7 @@ STABLE_BUNDLE_ANNOTATION = "tabpipe.io/stable-bundle-uri"
 #: Smoke-tests the version at a URL; raises on a wrong answer (tabpipe.deploy.smoke_test, bound to rows).
 SmokeTest = Callable[[str, str], None]
 
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class ClusterDeployError(TabpipeError):
