@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from controlplane import ControlPlane, binaries_missing, cache_dir
 
 HERE = Path(__file__).parent

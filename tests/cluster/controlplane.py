@@ -85,8 +85,11 @@ def cache_dir() -> Path:
 def binaries_missing(cache: Path | None = None) -> list[str]:
     """The control-plane programs that are not installed (empty when all are)."""
     cache = cache or cache_dir()
-    missing = [n for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-               if not (cache / "bin" / n).exists()]
+    missing = [
+        n
+        for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+        if not (cache / "bin" / n).exists()
+    ]
     missing += [n for n in ("etcd", "kubectl", "openssl") if shutil.which(n) is None]
     return missing
 
@@ -130,51 +133,79 @@ class ControlPlane:
             "".join(f'{t},tabpipe-{n},{n},"system:masters"\n' for n, t in tokens.items())
         )
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-        self._spawn("etcd", [
-            "etcd", "--data-dir", str(self.workdir / "etcd"), "--unsafe-no-fsync",
-            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                "etcd",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--unsafe-no-fsync",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+            ],
+        )
         certs = self.workdir / "pki"
         self.server = f"https://127.0.0.1:{api_port}"
-        self._spawn("kube-apiserver", [
-            str(self.cache / "bin" / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--tls-cert-file={certs / 'apiserver.crt'}", f"--tls-private-key-file={certs / 'apiserver.key'}",
-            f"--client-ca-file={certs / 'ca.crt'}",
-            f"--token-auth-file={self.workdir / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={certs / 'sa.pub'}",
-            f"--service-account-signing-key-file={certs / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.cache / "bin" / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={certs / 'apiserver.crt'}",
+                f"--tls-private-key-file={certs / 'apiserver.key'}",
+                f"--client-ca-file={certs / 'ca.crt'}",
+                f"--token-auth-file={self.workdir / 'tokens.csv'}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={certs / 'sa.pub'}",
+                f"--service-account-signing-key-file={certs / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ],
+        )
         self.kubeconfig = self._write_kubeconfig("admin", tokens["admin"])
         _wait_until(self._api_ready, "kube-apiserver", self.workdir)
         common = ["--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false"]
         controller_kubeconfig = self._write_kubeconfig("controller", tokens["controller"])
-        self._spawn("kube-controller-manager", [
-            str(self.cache / "bin" / "kube-controller-manager"), f"--kubeconfig={controller_kubeconfig}",
-            f"--authentication-kubeconfig={controller_kubeconfig}",
-            f"--authorization-kubeconfig={controller_kubeconfig}",
-            f"--secure-port={free_port()}", *common,
-            f"--service-account-private-key-file={certs / 'sa.key'}", f"--root-ca-file={certs / 'ca.crt'}",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
-            "--concurrent-deployment-syncs=5",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.cache / "bin" / "kube-controller-manager"),
+                f"--kubeconfig={controller_kubeconfig}",
+                f"--authentication-kubeconfig={controller_kubeconfig}",
+                f"--authorization-kubeconfig={controller_kubeconfig}",
+                f"--secure-port={free_port()}",
+                *common,
+                f"--service-account-private-key-file={certs / 'sa.key'}",
+                f"--root-ca-file={certs / 'ca.crt'}",
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+                "--concurrent-deployment-syncs=5",
+            ],
+        )
         scheduler_kubeconfig = self._write_kubeconfig("scheduler", tokens["scheduler"])
-        self._spawn("kube-scheduler", [
-            str(self.cache / "bin" / "kube-scheduler"), f"--kubeconfig={scheduler_kubeconfig}",
-            f"--authentication-kubeconfig={scheduler_kubeconfig}",
-            f"--authorization-kubeconfig={scheduler_kubeconfig}",
-            f"--secure-port={free_port()}", *common,
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.cache / "bin" / "kube-scheduler"),
+                f"--kubeconfig={scheduler_kubeconfig}",
+                f"--authentication-kubeconfig={scheduler_kubeconfig}",
+                f"--authorization-kubeconfig={scheduler_kubeconfig}",
+                f"--secure-port={free_port()}",
+                *common,
+            ],
+        )
         self._start_kwok(self._write_kubeconfig("kwok", tokens["kwok"]))
         self.apply_crds()
         return self
@@ -194,7 +225,11 @@ class ControlPlane:
 
     # ---- helpers for tests -----------------------------------------------------------------
     def kubectl(
-        self, *args: str, as_user: str | None = None, check: bool = True, stdin: str | None = None,
+        self,
+        *args: str,
+        as_user: str | None = None,
+        check: bool = True,
+        stdin: str | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane (``as_user`` impersonates, e.g. a ServiceAccount)."""
@@ -203,15 +238,19 @@ class ControlPlane:
             command.append(f"--as={as_user}")
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(command[2:])} exited {result.returncode}: {result.stderr.strip()}")
+            raise AssertionError(
+                f"{' '.join(command[2:])} exited {result.returncode}: {result.stderr.strip()}"
+            )
         return result
 
     def crd_files(self) -> list[Path]:
         """The CRDs the cluster tests need: KServe's, Argo's minimal ones, and the project's own."""
         crds = self.cache / "crds"
         own = Path(__file__).resolve().parents[2] / "manifests" / "crds"
-        return sorted((crds / "kserve").glob("*.yaml")) + sorted((crds / "argo").glob("*.yaml")) + sorted(
-            own.glob("*.yaml")
+        return (
+            sorted((crds / "kserve").glob("*.yaml"))
+            + sorted((crds / "argo").glob("*.yaml"))
+            + sorted(own.glob("*.yaml"))
         )
 
     def apply_crds(self) -> None:
@@ -223,7 +262,7 @@ class ControlPlane:
 
     def api_client(self):  # -> kubernetes.client.ApiClient
         """A Python ``kubernetes`` client for this control plane (admin)."""
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(str(self.kubeconfig))
 
@@ -241,9 +280,13 @@ class ControlPlane:
     def _api_ready(self) -> bool:
         for name, process in self.processes:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.workdir / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}; see {self.workdir / (name + '.log')}"
+                )
         context = ssl.create_default_context(cafile=str(self.workdir / "pki" / "ca.crt"))
-        request = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"})
+        request = urllib.request.Request(
+            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
         try:
             with urllib.request.urlopen(request, context=context, timeout=2) as response:
                 return response.status == 200
@@ -257,24 +300,71 @@ class ControlPlane:
         def openssl(*args: str) -> None:
             subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=pki)
 
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                "-days", "2", "-subj", "/CN=tabpipe-test-ca")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
-                "-subj", "/CN=kube-apiserver")
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tabpipe-test-ca",
+        )
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-out",
+            "apiserver.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        )
         (pki / "san.ext").write_text(
             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\n"
         )
-        openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", "apiserver.crt", "-days", "2", "-extfile", "san.ext")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "apiserver.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        )
         openssl("genrsa", "-out", "sa.key", "2048")
         openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
     def _write_kubeconfig(self, user: str, token: str, path: Path | None = None) -> Path:
         path = path or self.workdir / f"{user}.kubeconfig"
         document = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {
-                "server": self.server, "certificate-authority": str(self.workdir / "pki" / "ca.crt")}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "test",
+            "clusters": [
+                {
+                    "name": "test",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(self.workdir / "pki" / "ca.crt"),
+                    },
+                }
+            ],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": user}}],
         }
@@ -285,24 +375,43 @@ class ControlPlane:
     def _start_kwok(self, kubeconfig: Path) -> None:
         stages = list(yaml.safe_load_all((self.cache / "crds" / "kwok-stages-fast.yaml").read_text()))
         configuration = {
-            "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
-            "options": {"enableCRDs": [], "nodeLeaseParallelism": 2, "podPlayStageParallelism": 4,
-                        "nodePlayStageParallelism": 2, "cidr": "10.0.0.1/24", "nodeIP": "10.0.0.1"},
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokConfiguration",
+            "options": {
+                "enableCRDs": [],
+                "nodeLeaseParallelism": 2,
+                "podPlayStageParallelism": 4,
+                "nodePlayStageParallelism": 2,
+                "cidr": "10.0.0.1/24",
+                "nodeIP": "10.0.0.1",
+            },
         }
-        (self.workdir / "kwok.yaml").write_text(yaml.safe_dump_all([configuration, *stages, CRASH_LOOP_STAGE]))
-        self._spawn("kwok", [
-            str(self.cache / "bin" / "kwok"), f"--kubeconfig={kubeconfig}",
-            f"--config={self.workdir / 'kwok.yaml'}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--server-address=127.0.0.1:{free_port()}",
-        ])
+        (self.workdir / "kwok.yaml").write_text(
+            yaml.safe_dump_all([configuration, *stages, CRASH_LOOP_STAGE])
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(self.cache / "bin" / "kwok"),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={self.workdir / 'kwok.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+        )
         node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": FAKE_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": FAKE_NODE, "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": FAKE_NODE,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {"kubernetes.io/hostname": FAKE_NODE, "type": "kwok"},
+            },
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            },
         }
         self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(node))
         self.kubectl("wait", "--for=condition=Ready", f"node/{FAKE_NODE}", "--timeout=60s")
