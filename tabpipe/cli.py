@@ -113,7 +113,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(_describe("mlflow", server), flush=True)
     serving_url = None
     if not args.no_serve:
-        from tabpipe.serving.launcher import ensure_serving
+        import os
+
+        from tabpipe.serving.launcher import TOKEN_FILE_ENV, ensure_serving, token_file
 
         serving = ensure_serving(
             args.serving_url,
@@ -123,6 +125,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             reuse=args.reuse_servers,
         )
         print(_describe("serve", serving), flush=True)
+        # The deploy task reads the endpoint's admin token from this 0600 file (its path, not the secret).
+        if token_file(args.state_dir / "serving").is_file():
+            os.environ.setdefault(TOKEN_FILE_ENV, str(token_file(args.state_dir / "serving").resolve()))
         serving_url = args.serving_url
     summary = run_pipeline(
         config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache, serving_url=serving_url
@@ -214,10 +219,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import requests
 
     from tabpipe.config import load_config
+    from tabpipe.deploy import admin_token
 
     config = load_config(args.config)
     frame = _read_data(Path(config.source.uri)).head(args.rows)
-    spec_inputs = requests.get(f"{args.url}/v2/models/{config.registry.model_name}", timeout=10)
+    # Only a server started with --require-token-for-inference needs it; sent when one is configured.
+    token = admin_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    spec_inputs = requests.get(
+        f"{args.url}/v2/models/{config.registry.model_name}", timeout=10, headers=headers
+    )
     if spec_inputs.status_code != 200:
         raise TabpipeError(
             f"no model {config.registry.model_name!r} at {args.url}: HTTP {spec_inputs.status_code}"
@@ -235,7 +246,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             for name in names
         ],
     }
-    answer = requests.post(f"{args.url}/v2/models/{config.registry.model_name}/infer", json=body, timeout=30)
+    answer = requests.post(
+        f"{args.url}/v2/models/{config.registry.model_name}/infer", json=body, timeout=30, headers=headers
+    )
     print(json.dumps(answer.json(), indent=2))
     return 0 if answer.status_code == 200 else EXIT_FAILED
 
@@ -258,6 +271,90 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     path = compile_pipeline(args.out) if args.out else compile_pipeline()
     print(f"compiled pipeline to {path}")
+    return 0
+
+
+def _cluster_context(args: argparse.Namespace):
+    from tabpipe.cluster_deploy import rollout
+    from tabpipe.cluster_deploy.objects import ClusterTarget, object_name
+    from tabpipe.config import load_config
+
+    config = load_config(args.config)
+    return config, rollout.Cluster.connect(args.kubeconfig), ClusterTarget(args.target), object_name(
+        config.registry.model_name
+    )
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy a registered version to a cluster target (outside the pipeline), then move its alias."""
+    from tabpipe.adapters.deploy import cluster_release
+    from tabpipe.cluster_deploy import rollout
+    from tabpipe.cluster_deploy.portforward import forwarded
+    from tabpipe.deploy import smoke_test
+    from tabpipe.features import split_xy
+    from tabpipe.io import open_source, parse_table
+    from tabpipe.objectstore import read_bytes
+    from tabpipe.serving_spec import ServingSpec
+    from tabpipe.tracking import promote, set_canary
+
+    config, cluster, target, _ = _cluster_context(args)
+    if not config.registry.bundle_store:
+        raise ConfigError("registry.bundle_store: the cluster targets serve bundles from object storage")
+    bundle_uri = f"{config.registry.bundle_store.rstrip('/')}/{config.registry.model_name}/{args.version}"
+    spec = ServingSpec.model_validate_json(read_bytes(f"{bundle_uri}/bundle.json"))
+    source = config.source
+    data = open_source(source.uri)
+    frame = parse_table(data, source.resolved_format(), source.uri, config.contract.na_values)
+    rows, _ = split_xy(frame.dropna(subset=[config.target]).head(20), config)
+
+    def check(url: str, version: str) -> None:
+        if args.smoke_url:
+            smoke_test(args.smoke_url, spec, version, rows)
+            return
+        with forwarded(url, args.kubeconfig) as local:
+            smoke_test(local, spec, version, rows)
+
+    canary = args.canary_percent if args.canary_percent is not None else config.cluster.canary_percent
+    outcome = rollout.deploy(
+        cluster, target, cluster_release(config, args.version, bundle_uri), check, canary_percent=canary,
+        timeout=config.cluster.rollout_timeout_seconds,
+    )
+    if outcome.canary:
+        set_canary(args.tracking_uri, config.registry.model_name, args.version)
+        beside = outcome.previous.version if outcome.previous else "-"
+        print(
+            f"version {args.version} serves {canary}% beside version {beside} on {target.value} "
+            f"{outcome.namespace}/{outcome.name}: make promote or make rollback"
+        )
+    else:
+        promote(args.tracking_uri, config.registry.model_name, args.version)
+        where = f"{target.value} {outcome.namespace}/{outcome.name}"
+        print(f"version {args.version} serves on {where}; champion moved")
+    return 0
+
+
+def _cmd_canary(args: argparse.Namespace) -> int:
+    """Promote or roll back the canary in progress, and move the aliases to match."""
+    from tabpipe.adapters.deploy import cluster_release
+    from tabpipe.cluster_deploy import rollout
+    from tabpipe.tracking import clear_canary, promote
+
+    config, cluster, target, name = _cluster_context(args)
+    namespace = config.cluster.namespace
+
+    def release_of(served: rollout.Served):
+        return cluster_release(config, served.version, served.bundle_uri)
+
+    timeout = config.cluster.rollout_timeout_seconds
+    if args.action == "promote":
+        state = rollout.promote(cluster, target, release_of, name, namespace, timeout)
+        promote(args.tracking_uri, config.registry.model_name, state.canary.version)
+        clear_canary(args.tracking_uri, config.registry.model_name)
+        print(f"promoted version {state.canary.version} (was {state.stable.version}); champion moved")
+    else:
+        state = rollout.rollback(cluster, target, release_of, name, namespace, timeout)
+        clear_canary(args.tracking_uri, config.registry.model_name)
+        print(f"rolled back canary version {state.canary.version}; {state.stable.version} serves alone")
     return 0
 
 
@@ -356,6 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow, for models:/ URIs")
     score.add_argument("--chunk-rows", type=int, default=10_000, help="rows per chunk")
     score.set_defaults(func=_cmd_score)
+
+    targets = ["seldon", "kserve", "plain"]
+    deploy_cmd = sub.add_parser("deploy", help="deploy a registered version to a cluster (make deploy)")
+    canary_cmd = sub.add_parser("canary", help="promote or roll back a canary (make promote/rollback)")
+    canary_cmd.add_argument("action", choices=["promote", "rollback"])
+    for cmd in (deploy_cmd, canary_cmd):
+        cmd.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+        cmd.add_argument("--target", choices=targets, required=True, help="serving stack in the cluster")
+        cmd.add_argument("--kubeconfig", default=None, help="default: in-cluster, else ~/.kube/config")
+        cmd.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow, for the aliases")
+    deploy_cmd.add_argument("--version", required=True, help="registered model version to serve")
+    deploy_cmd.add_argument("--canary-percent", type=int, default=None, help="overrides the config")
+    deploy_cmd.add_argument(
+        "--smoke-url", default=None, help="smoke-test here instead of through a kubectl port-forward"
+    )
+    deploy_cmd.set_defaults(func=_cmd_deploy)
+    canary_cmd.set_defaults(func=_cmd_canary)
 
     comp = sub.add_parser("compile", help="compile the pipeline to YAML")
     comp.add_argument("--out", type=Path, help="output path (default: pipelines/training_pipeline.yaml)")
