@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def deploy(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     model: Input[Model],
     onnx_model: Input[Model],
@@ -36,7 +35,7 @@ def deploy(
         onnx_sha256=onnx_model.metadata.get(Meta.ONNX_SHA256),
         onnx_reason=onnx_model.metadata.get(Meta.ONNX_REASON),
     )
-    with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    with stage_guard("deploy", mlflow_tracking_uri, cfg.experiment_name):
         result = stage.run(
             cfg,
             mlflow_tracking_uri,

@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def evaluate(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     model: Input[Model],
     onnx_model: Input[Model],
@@ -43,7 +42,7 @@ def evaluate(
         onnx_model=onnx_model.path,
         onnx_sha256=onnx_model.metadata.get(Meta.ONNX_SHA256),
     )
-    with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    with stage_guard("evaluate", mlflow_tracking_uri, cfg.experiment_name):
         result = stage.run(
             cfg, mlflow_tracking_uri, inputs, stage.EvaluateOutputs(report.path, blessing.path)
         )

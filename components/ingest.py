@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def ingest(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     train: Output[Dataset],
     validation: Output[Dataset],
@@ -21,9 +20,12 @@ def ingest(
     from tabpipe.artifacts import Meta, Split
     from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
+    from tabpipe.version import code_version as installed_code_version
 
     cfg = PipelineConfig.from_parameter(config_json)
-    with stage_guard("ingest", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    # Empty (a run started from the dashboard with the compiled default): the installed code's version.
+    code_version = code_version or installed_code_version()
+    with stage_guard("ingest", mlflow_tracking_uri, cfg.experiment_name):
         result = stage.run(cfg, stage.IngestOutputs(train.path, validation.path, test.path))
     for name, artifact in ((Split.TRAIN, train), (Split.VALIDATION, validation), (Split.TEST, test)):
         artifact.metadata.update(result.metadata())

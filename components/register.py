@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def register(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     model: Input[Model],
 ) -> str:
@@ -20,17 +19,20 @@ def register(
     from tabpipe.config import PipelineConfig
     from tabpipe.guard import stage_guard
     from tabpipe.tracking import RunContext, Tag
+    from tabpipe.version import code_version as installed_code_version
 
     cfg = PipelineConfig.from_parameter(config_json)
-    ctx = RunContext(
-        tracking_uri=mlflow_tracking_uri,
-        data_version=model.metadata[Tag.DATA_VERSION],
-        contract_hash=model.metadata[Tag.CONTRACT_HASH],
-        config_hash=cfg.fingerprint(),
-        code_version=code_version,
-        kfp_run_id=kfp_run_id,
-    )
-    with stage_guard("register", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    # Empty (a run started from the dashboard with the compiled default): the installed code's version.
+    code_version = code_version or installed_code_version()
+    with stage_guard("register", mlflow_tracking_uri, cfg.experiment_name) as kfp_run_id:
+        ctx = RunContext(
+            tracking_uri=mlflow_tracking_uri,
+            data_version=model.metadata[Tag.DATA_VERSION],
+            contract_hash=model.metadata[Tag.CONTRACT_HASH],
+            config_hash=cfg.fingerprint(),
+            code_version=code_version,
+            kfp_run_id=kfp_run_id,
+        )
         return stage.run(
             cfg,
             ctx,

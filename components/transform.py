@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def transform(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     train: Input[Dataset],
     preprocessor: Output[Model],
@@ -22,6 +21,6 @@ def transform(
     from tabpipe.guard import stage_guard
 
     cfg = PipelineConfig.from_parameter(config_json)
-    with stage_guard("transform", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    with stage_guard("transform", mlflow_tracking_uri, cfg.experiment_name):
         result = stage.run(cfg, train.path, preprocessor.path, features.path)
     preprocessor.metadata.update(result.metadata())

@@ -10,7 +10,6 @@ from components.image import BASE_IMAGE
 def validate(
     config_json: str,
     mlflow_tracking_uri: str,
-    kfp_run_id: str,
     code_version: str,
     train: Input[Dataset],
     validation: Input[Dataset],
@@ -29,7 +28,7 @@ def validate(
     cfg = PipelineConfig.from_parameter(config_json)
     splits = stage.Splits(train.path, validation.path, test.path)
     clean = stage.Splits(clean_train.path, clean_validation.path, clean_test.path)
-    with stage_guard("validate", mlflow_tracking_uri, cfg.experiment_name, kfp_run_id):
+    with stage_guard("validate", mlflow_tracking_uri, cfg.experiment_name):
         result = stage.run(cfg, splits, stage.ValidateOutputs(clean, report_json.path, report.path))
     for source, artifact in ((train, clean_train), (validation, clean_validation), (test, clean_test)):
         artifact.metadata.update(source.metadata)

@@ -12,6 +12,7 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components import deploy, evaluate, ingest, record_outcome, register, train, transform, validate
+from tabpipe.run_id import RUN_ID_ENV, RUN_ID_FIELD_PATH
 
 PIPELINE_NAME = "tabpipe-training"
 COMPILED_PATH = Path(__file__).with_name("training_pipeline.yaml")
@@ -28,29 +29,55 @@ MLFLOW_CLIENT_LABEL = ("tabpipe.io/mlflow-client", "true")
 
 
 def _mlflow_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Label a task's pod so the NetworkPolicy lets it reach MLflow."""
+    """Label a task's pod so the NetworkPolicy lets it reach MLflow; give it the run id.
+
+    The run id is an environment variable mapped from the pod's ``pipeline/runid``
+    label, never an input parameter: KFP hashes every input parameter into the cache
+    fingerprint after resolving placeholders, so a per-run value there would make
+    every task miss the cache in every run (see :mod:`tabpipe.run_id`).
+    """
+    kubernetes.use_field_path_as_env(task, env_name=RUN_ID_ENV, field_path=RUN_ID_FIELD_PATH)
     return kubernetes.add_pod_label(task, *MLFLOW_CLIENT_LABEL)
 
 
 def build_pipeline() -> dsl.graph_component.GraphComponent:
-    """Build the training pipeline function."""
+    """Build the training pipeline function.
+
+    Every parameter has a default that works on the cluster the manifests set up,
+    so a run can be started from the KFP dashboard as is: the default config with
+    its data paths inside the image, the in-cluster MLflow service, and an empty
+    ``code_version``, which the tasks replace with the version of the code installed
+    in the image (``tabpipe pipeline-upload`` bakes the exact version into the
+    uploaded pipeline version instead). The defaults are deterministic, so the
+    committed YAML only changes when the config or the pipeline does.
+    """
+    from tabpipe.submit import pipeline_defaults
+
+    defaults = pipeline_defaults()
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Tabular ML: validated data, tracked search, gated registration and deployment.",
     )
     def training_pipeline(
-        config_json: str,
-        mlflow_tracking_uri: str,
-        code_version: str,
+        config_json: str = defaults["config_json"],
+        mlflow_tracking_uri: str = defaults["mlflow_tracking_uri"],
+        code_version: str = defaults["code_version"],
         deploy_target: str = "registry",
         serving_url: str = "http://127.0.0.1:8080",
     ) -> None:
-        common = {
-            "config_json": config_json,
-            "mlflow_tracking_uri": mlflow_tracking_uri,
-            "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        }
+        """Tabular ML: validated data, tracked search, gated registration and deployment.
+
+        Args:
+            config_json: The pipeline config as JSON (tabpipe.config.PipelineConfig); data paths as the
+                image holds them (/app/...) or s3:// URIs. Default: configs/phishing.yaml.
+            mlflow_tracking_uri: MLflow as the pipeline pods reach it.
+            code_version: Recorded on every run and registered model; empty means the version of the
+                code installed in the task image.
+            deploy_target: registry (move the champion alias) or local-server (also load it into serving_url).
+            serving_url: The Open Inference Protocol endpoint for deploy_target local-server.
+        """
+        common = {"config_json": config_json, "mlflow_tracking_uri": mlflow_tracking_uri}
         outcome = _mlflow_client(record_outcome(**common).set_caching_options(False))
         outcome.set_display_name("record-outcome")
         with dsl.ExitHandler(outcome, name="training"):

@@ -7,6 +7,10 @@ reason) when the tracking server is reachable, and ends the task with exit
 code 1 instead of a traceback. Unexpected exceptions still propagate with
 their traceback, because those are bugs to debug.
 
+The pipeline run's id comes from the environment (:mod:`tabpipe.run_id`), not
+from a parameter, so that KFP's cache can serve a task again in a later run; the
+guard yields it to the body.
+
 Nothing is retried here or by KFP: every expected failure but an unreachable
 service is deterministic, and the service's transient errors are retried inside
 the MLflow client (bounded by :func:`tabpipe.tracking.configure_http_client`).
@@ -19,9 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from tabpipe.errors import ServiceError, TabpipeError
+from tabpipe.errors import ConfigError, ServiceError, TabpipeError
 from tabpipe.log import configure_logging
 from tabpipe.mlflow_server import is_healthy
+from tabpipe.run_id import current_run_id
 from tabpipe.tracking import configure_http_client, service_error
 
 log = logging.getLogger(__name__)
@@ -30,13 +35,34 @@ FAILURE_EXIT_CODE = 1
 
 
 @contextmanager
-def stage_guard(stage: str, tracking_uri: str, experiment: str, kfp_run_id: str) -> Iterator[None]:
-    """Run a stage body; on an expected failure, report, record and exit 1."""
+def stage_guard(
+    stage: str, tracking_uri: str, experiment: str, kfp_run_id: str | None = None
+) -> Iterator[str]:
+    """Run a stage body; on an expected failure, report, record and exit 1.
+
+    Args:
+        stage: The stage's name, as failure records and messages show it.
+        tracking_uri: MLflow, where a failure is recorded.
+        experiment: The MLflow experiment of the record.
+        kfp_run_id: The pipeline run's id; by default the one in the environment
+            (:func:`tabpipe.run_id.current_run_id`). A missing id ends the task
+            with one message, before the body runs.
+
+    Yields:
+        The pipeline run's id, for the body's tags.
+    """
     configure_logging()
     # Bounded MLflow HTTP retries for everything the body does: the only retries there are.
     configure_http_client()
+    if kfp_run_id is None:
+        try:
+            kfp_run_id = current_run_id()
+        except ConfigError as exc:
+            # Nothing can be recorded without the id the record is filed under.
+            log.error("stage '%s' failed: %s", stage, exc)
+            raise SystemExit(FAILURE_EXIT_CODE) from None
     try:
-        yield
+        yield kfp_run_id
     except TabpipeError as exc:
         _fail(exc, stage, tracking_uri, experiment, kfp_run_id)
     except Exception as exc:

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 from tabpipe.artifacts import Meta
 from tabpipe.config import PipelineConfig
+from tabpipe.run_id import new_local_run_id, run_id_in_environment
 from tabpipe.version import code_version
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,6 @@ class TaskRecorder:
         def execute(task_name: str, task_spec: Any, *args: Any, **kwargs: Any) -> Any:
             from kfp.local import status
 
-            self.pipeline_run_id = kwargs.get("unique_pipeline_id", self.pipeline_run_id)
             name = task_spec.task_info.name or task_name
             timing = self.stages.setdefault(name, StageTiming(name))
             dispatched.clear()
@@ -215,11 +215,18 @@ def run_pipeline(
     )
     console = sys.stdout
     recorder = TaskRecorder(None if quiet else _progress_printer(console))
+    # kfp.local ignores the cluster's field-path env; its tasks inherit ours (tabpipe.run_id).
+    recorder.pipeline_run_id = new_local_run_id()
     started = time.perf_counter()
     failure: str | None = None
     target = DeployTarget.LOCAL_SERVER if serving_url else DeployTarget.REGISTRY
     deploy_args = {"deploy_target": target.value, **({"serving_url": serving_url} if serving_url else {})}
-    with open(log_path, "w") as log_file, _quiet(log_file), recorder.recording():
+    with (
+        open(log_path, "w") as log_file,
+        _quiet(log_file),
+        recorder.recording(),
+        run_id_in_environment(recorder.pipeline_run_id),
+    ):
         try:
             pipeline(
                 config_json=config.to_parameter(),

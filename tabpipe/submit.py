@@ -15,6 +15,12 @@ from tabpipe.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The least-privilege account from manifests/pipeline-runner-rbac.yaml, not KFP's broad default.
 PIPELINE_SERVICE_ACCOUNT = "tabpipe-pipeline-runner"
+#: MLflow as pipeline pods reach it: the Service ``mlflow`` in namespace ``tabpipe`` (manifests/mlflow.yaml).
+CLUSTER_TRACKING_URI = "http://mlflow.tabpipe.svc.cluster.local:5000"
+#: Where the project image holds configs/ and data/ (docker/Dockerfile WORKDIR).
+IMAGE_ROOT = "/app"
+#: The config a run uses when none is given (make's CONFIG default).
+DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "phishing.yaml"
 
 
 def to_image_path(uri: str, image_root: str, repo_root: Path = REPO_ROOT) -> str:
@@ -45,6 +51,22 @@ def cluster_config(config: PipelineConfig, image_root: str, repo_root: Path = RE
     return PipelineConfig.model_validate(data)
 
 
+def pipeline_defaults(config_path: Path = DEFAULT_CONFIG_PATH) -> dict[str, str]:
+    """The parameter defaults compiled into the pipeline: a run started from the dashboard works as is.
+
+    Deterministic, so the committed compiled YAML is reproducible: ``code_version`` is
+    empty (the tasks then use the version of the code installed in their image;
+    ``tabpipe upload`` bakes the exact version into the uploaded pipeline version).
+    """
+    from tabpipe.config import load_config
+
+    return {
+        "config_json": cluster_config(load_config(config_path), IMAGE_ROOT).to_parameter(),
+        "mlflow_tracking_uri": CLUSTER_TRACKING_URI,
+        "code_version": "",
+    }
+
+
 def submission_arguments(config: PipelineConfig, tracking_uri: str, image_root: str) -> dict[str, str]:
     """The pipeline parameters of a cluster run."""
     from tabpipe.version import code_version
@@ -69,7 +91,6 @@ def submit(
         str(COMPILED_PATH),
         arguments=submission_arguments(config, tracking_uri, image_root),
         experiment_name=config.experiment_name,
-        enable_caching=True,
         service_account=PIPELINE_SERVICE_ACCOUNT,
     )
     if wait_seconds:
