@@ -102,6 +102,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _check_state_dir(args.state_dir)
+    if args.runner == "docker":
+        from components.image import BASE_IMAGE
+        from tabpipe.docker_runner import check_engine_and_image
+
+        check_engine_and_image(BASE_IMAGE, args.docker_host)  # before any server is started
     s3 = None
     mlflow_state = args.state_dir / "mlflow"
     if args.store == "minio":
@@ -130,7 +135,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             os.environ.setdefault(TOKEN_FILE_ENV, str(token_file(args.state_dir / "serving").resolve()))
         serving_url = args.serving_url
     summary = run_pipeline(
-        config, args.tracking_uri, args.state_dir, enable_caching=not args.no_cache, serving_url=serving_url
+        config,
+        args.tracking_uri,
+        args.state_dir,
+        enable_caching=not args.no_cache,
+        serving_url=serving_url,
+        runner=args.runner,
+        docker_host=args.docker_host,
     )
     print(format_summary(summary))
     return 0 if summary.succeeded else EXIT_FAILED
@@ -191,19 +202,84 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else EXIT_FAILED
 
 
-def _cmd_submit(args: argparse.Namespace) -> int:
-    from tabpipe.config import load_config
-    from tabpipe.submit import submit
+def _kfp_api(args: argparse.Namespace) -> object:
+    from tabpipe.kfp_client import KfpApi
 
+    return KfpApi(args.host, ui_url=args.ui_url)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    """One run on the cluster, followed to its end: exit 0 only for SUCCEEDED (codes in tabpipe.submit)."""
+    from tabpipe.config import load_config
+    from tabpipe.submit import EXIT_INTERRUPTED, describe_end, submit, wait_for_run
+
+    if args.timeout <= 0 or args.poll_interval <= 0:
+        raise ConfigError("--timeout and --poll-interval must be positive (seconds); --no-wait to not wait")
     config = load_config(args.config)
-    run_id = submit(
-        config,
-        host=args.host,
-        tracking_uri=args.tracking_uri,
-        image_root=args.image_root,
-        wait_seconds=args.wait,
+    api = _kfp_api(args)
+    run_id = submit(api, config, args.tracking_uri, args.image_root, args.package)  # type: ignore[arg-type]
+    url = api.run_url(run_id)  # type: ignore[attr-defined]
+    print(f"submitted run {run_id} to {args.host} (experiment {config.experiment_name!r})")
+    print(f"run: {url}", flush=True)
+    if args.no_wait:
+        return 0
+    try:
+        end = wait_for_run(
+            api,  # type: ignore[arg-type]
+            run_id,
+            args.timeout,
+            args.poll_interval,
+            on_state=lambda state: print(f"  state: {state}", flush=True),
+        )
+    except KeyboardInterrupt:
+        print(f"stopped waiting; run {run_id} keeps running: {url}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    line = describe_end(end, url)
+    if end.exit_code == 0:
+        print(line)
+    else:
+        print(f"error: {line}", file=sys.stderr)
+    return end.exit_code
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from tabpipe.submit import upload
+
+    api = _kfp_api(args)
+    uploaded = upload(api, args.package, args.code_version)  # type: ignore[arg-type]
+    print(
+        f"pipeline {uploaded.pipeline_id}{' (created)' if uploaded.created_pipeline else ''}: version "
+        f"{uploaded.version_name} ({uploaded.version_id}) "
+        + ("uploaded" if uploaded.created_version else "already uploaded, reused")
     )
-    print(f"submitted run {run_id} to {args.host}")
+    print(f"start a run: {api.pipeline_version_url(uploaded.pipeline_id, uploaded.version_id)}")  # type: ignore[attr-defined]
+    return 0
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from tabpipe.config import load_config
+    from tabpipe.submit import check_cron, schedule
+
+    check_cron(args.cron)  # before anything is uploaded
+    config = load_config(args.config)
+    api = _kfp_api(args)
+    done = schedule(
+        api,  # type: ignore[arg-type]
+        config,
+        args.cron,
+        args.tracking_uri,
+        args.image_root,
+        name=args.name,
+        package=args.package,
+    )
+    version = done.uploaded
+    print(
+        f"pipeline version {version.version_name} ({version.version_id}) "
+        + ("uploaded" if version.created_version else "already uploaded, reused")
+    )
+    deleted = f"; deleted {', '.join(done.deleted)}" if done.deleted else ""
+    print(f"recurring run {done.name!r} ({done.recurring_run_id}) {done.action}: cron {done.cron!r}{deleted}")
+    print(f"schedule: {api.recurring_run_url(done.recurring_run_id)}")  # type: ignore[attr-defined]
     return 0
 
 
@@ -397,6 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use an MLflow server or endpoint this project did not start (refused by default)",
     )
+    run.add_argument(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="subprocess: each task in a subprocess of this venv; docker: each task in a container of the "
+        "project image, as a cluster runs it (make run RUNNER=docker builds the image first)",
+    )
+    run.add_argument(
+        "--docker-host",
+        default=None,
+        help="Docker engine for --runner docker (default: $DOCKER_HOST, else the default socket)",
+    )
     run.set_defaults(func=_cmd_run)
 
     infer = sub.add_parser("infer-schema", help="draft a data contract from a data file")
@@ -414,19 +502,63 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--report", type=Path, help="also write the JSON report here")
     check.set_defaults(func=_cmd_validate)
 
-    submit = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines cluster")
-    submit.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
-    submit.add_argument("--host", default="http://localhost:8080", help="KFP API (kubectl port-forward)")
-    submit.add_argument(
-        "--tracking-uri",
-        default="http://mlflow.tabpipe.svc.cluster.local:5000",
-        help="MLflow as the pipeline pods reach it",
+    from tabpipe.submit import CLUSTER_TRACKING_URI, DEFAULT_CRON, IMAGE_ROOT
+
+    def kfp_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--host", default="http://localhost:8080", help="KFP API (kubectl port-forward)")
+        command.add_argument("--ui-url", help="KFP UI base URL for the printed links (default: --host)")
+        command.add_argument(
+            "--package", type=Path, help="compiled pipeline (default: pipelines/training_pipeline.yaml)"
+        )
+
+    def run_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
+        command.add_argument(
+            "--tracking-uri", default=CLUSTER_TRACKING_URI, help="MLflow as the pipeline pods reach it"
+        )
+        command.add_argument(
+            "--image-root", default=IMAGE_ROOT, help="where the image holds configs/ and data/"
+        )
+
+    submit = sub.add_parser(
+        "submit",
+        help="run the compiled pipeline on a Kubeflow Pipelines cluster and wait for its end",
+        description="Exit codes: 0 SUCCEEDED, 1 KFP API unreachable or refusing, 2 bad config or "
+        "options, 3 FAILED, 4 ERROR, 5 CANCELED, 6 still running at --timeout, 7 SKIPPED, "
+        "130 interrupted (the run keeps running).",
     )
-    submit.add_argument("--image-root", default="/app", help="where the image holds configs/ and data/")
+    run_options(submit)
+    kfp_options(submit)
+    submit.add_argument("--no-wait", action="store_true", help="return once the run is created")
     submit.add_argument(
-        "--wait", type=int, default=0, help="seconds to wait for the run to finish (0: don't)"
+        "--timeout", type=float, default=3600, help="seconds to wait for the run's end (default 3600)"
     )
+    submit.add_argument("--poll-interval", type=float, default=10, help="seconds between status checks")
     submit.set_defaults(func=_cmd_submit)
+
+    upload_cmd = sub.add_parser(
+        "upload",
+        help="upload the compiled pipeline to KFP as a pipeline version named by the code (idempotent)",
+    )
+    kfp_options(upload_cmd)
+    upload_cmd.add_argument("--code-version", help="default: the installed code's version")
+    upload_cmd.set_defaults(func=_cmd_upload)
+
+    schedule_cmd = sub.add_parser(
+        "schedule",
+        help="retrain on a cron schedule: one KFP recurring run on the uploaded version (idempotent)",
+    )
+    run_options(schedule_cmd)
+    kfp_options(schedule_cmd)
+    schedule_cmd.add_argument(
+        "--cron",
+        default=DEFAULT_CRON,
+        help=f"six fields, seconds first (default {DEFAULT_CRON!r}: Mondays 03:00), or @daily, @every 6h",
+    )
+    schedule_cmd.add_argument(
+        "--name", help="recurring run name (default: tabpipe-training-<config>-retrain)"
+    )
+    schedule_cmd.set_defaults(func=_cmd_schedule)
 
     from tabpipe.serving.__main__ import add_arguments
 

@@ -42,6 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory the load endpoint may load bundles from (default: the parent of --model)",
     )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token the repository endpoints (load, unload, index) require, e.g. "
+        "a mounted Kubernetes Secret (re-read when it changes); default: the TABPIPE_SERVING_ADMIN_TOKEN "
+        "environment variable; with neither, those endpoints are disabled (403)",
+    )
+    parser.add_argument(
+        "--require-token-for-inference",
+        action="store_true",
+        help="also require the token for inference and model metadata (health and /metrics stay open)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -80,6 +93,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tabpipe.serving.app import ServerConfig, create_app
+    from tabpipe.serving.auth import TOKEN_ENV, AdminToken
     from tabpipe.serving.validation import Limits
 
     if args.max_rows < 1 or args.max_body_bytes < 1:
@@ -88,11 +102,26 @@ def serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _verify_startup_bundle(args.model, getattr(args, "digest", None))
+    admin = AdminToken(
+        getattr(args, "admin_token_file", None),
+        require_for_inference=getattr(args, "require_token_for_inference", False),
+    )
+    if admin.configured:
+        source = f"--admin-token-file {args.admin_token_file}" if args.admin_token_file else TOKEN_ENV
+        scope = "repository and inference" if admin.require_for_inference else "repository"
+        logging.getLogger("tabpipe.serving").info(
+            "%s endpoints require the bearer token from %s", scope, source
+        )
+    else:
+        logging.getLogger("tabpipe.serving").warning(
+            "no admin token (%s or --admin-token-file): the repository endpoints are disabled", TOKEN_ENV
+        )
     config = ServerConfig(
         model_uri=args.model,
         tracking_uri=args.tracking_uri,
         limits=Limits(max_rows=args.max_rows, max_body_bytes=args.max_body_bytes),
         bundle_root=args.bundle_root,
+        admin=admin,
     )
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,6 +35,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tabpipe.errors import TabpipeError
+from tabpipe.serving.auth import AdminToken, AuthError
+from tabpipe.serving.binary import HEADER as BINARY_HEADER
+from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ModelMetrics, ServingMetrics
 from tabpipe.serving.store import LoadedModel, is_registry_uri, load_uri
 from tabpipe.serving.validation import CONTRACT_DATATYPE, Limits, RequestDecoder, RequestError
@@ -132,12 +136,15 @@ class ServerConfig:
         limits: Request size limits.
         bundle_root: Directories the load endpoint may load from (it must not read
             arbitrary paths a client names); defaults to the parent of a startup bundle directory.
+        admin: The bearer token the repository extension (and, if the operator asks,
+            inference) requires; without one the repository endpoints answer 403.
     """
 
     model_uri: str | None
     tracking_uri: str | None = None
     limits: Limits = field(default_factory=Limits)
     bundle_root: Path | None = None
+    admin: AdminToken = field(default_factory=lambda: AdminToken(env={}))
 
     def __post_init__(self) -> None:
         if self.bundle_root is None and self.model_uri and not is_registry_uri(self.model_uri):
@@ -270,15 +277,33 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             raise RequestError(404, f"model {name!r} has no version {version!r}; serving {active.version!r}")
         return active
 
-    def instrumented(endpoint: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    admin = config.admin
+
+    def instrumented(
+        endpoint: str, handler: Handler, guard: str | None = None
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap ``handler`` with metrics and error answers.
+
+        ``guard`` "admin" always needs the token; "inference" only when the operator
+        requires it for inference too.
+        """
+        guarded = guard == "admin" or (guard == "inference" and admin.require_for_inference)
+
         async def run(request: Request) -> Response:
             start = time.perf_counter()
             model, version = UNKNOWN, ""
             try:
+                if guarded:
+                    admin.check(request.headers.get("authorization"))
                 response, model, version = await handler(request)
             except RequestError as exc:
                 model, version = labels(state.active, request.path_params.get("name"))
                 response = _error(exc.status, exc.message)
+            except AuthError as exc:
+                model, version = labels(state.active, request.path_params.get("name"))
+                response = _error(exc.status, exc.message)
+                if exc.status == 401:
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="tabpipe-serving"'
             except Exception:
                 log.exception("unexpected error on %s", request.url.path)
                 response = _error(500, "internal server error")
@@ -305,15 +330,14 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
         return _json({"name": active.name, "ready": True}), active.name, active.version
 
     async def infer(request: Request) -> tuple[Response, str, str]:
-        if "inference-header-content-length" in request.headers:
-            raise RequestError(400, "the binary tensor extension is not supported; send JSON data")
         active = resolve(request)  # one snapshot: a swap mid-request does not affect it
         body = await _read_body(request, config.limits.max_body_bytes)
+        header_length = request.headers.get(BINARY_HEADER)  # the binary tensor extension
         decoder = active.decoder
         if len(body) > INLINE_MAX_BODY_BYTES:
-            decoded = await run_in_threadpool(decoder.decode, body)
+            decoded = await run_in_threadpool(decoder.decode, body, header_length)
         else:
-            decoded = decoder.decode(body)
+            decoded = decoder.decode(body, header_length)
         predictor = active.loaded.predictor
         if decoded.n_rows > INLINE_MAX_ROWS:
             pred, proba = await run_in_threadpool(predictor.predict, decoded.columns)
@@ -345,6 +369,8 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             payload["id"] = decoded.id
         payload["parameters"] = {"classes": active.loaded.spec.classes} if proba is not None else {}
         payload["outputs"] = outputs
+        if decoded.binary_outputs:
+            return _binary_response(payload, decoded.binary_outputs), active.name, active.version
         return _json(payload), active.name, active.version
 
     async def repository_index(request: Request) -> tuple[Response, str, str]:
@@ -407,31 +433,39 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     routes = [
         Route("/v2/health/live", instrumented("health_live", live), methods=["GET"]),
         Route("/v2/health/ready", instrumented("health_ready", ready), methods=["GET"]),
-        Route("/v2/models/{name}", instrumented("metadata", model_metadata), methods=["GET"]),
+        Route("/v2/models/{name}", instrumented("metadata", model_metadata, "inference"), methods=["GET"]),
         Route(
-            "/v2/models/{name}/versions/{version}", instrumented("metadata", model_metadata), methods=["GET"]
-        ),
-        Route("/v2/models/{name}/ready", instrumented("model_ready", model_ready), methods=["GET"]),
-        Route(
-            "/v2/models/{name}/versions/{version}/ready",
-            instrumented("model_ready", model_ready),
+            "/v2/models/{name}/versions/{version}",
+            instrumented("metadata", model_metadata, "inference"),
             methods=["GET"],
         ),
-        Route("/v2/models/{name}/infer", instrumented("infer", infer), methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", instrumented("infer", infer), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/ready", instrumented("model_ready", model_ready, "inference"), methods=["GET"]
+        ),
+        Route(
+            "/v2/models/{name}/versions/{version}/ready",
+            instrumented("model_ready", model_ready, "inference"),
+            methods=["GET"],
+        ),
+        Route("/v2/models/{name}/infer", instrumented("infer", infer, "inference"), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/infer",
+            instrumented("infer", infer, "inference"),
+            methods=["POST"],
+        ),
         Route(
             "/v2/repository/index",
-            instrumented("repository_index", repository_index),
+            instrumented("repository_index", repository_index, "admin"),
             methods=["GET", "POST"],
         ),
         Route(
             "/v2/repository/models/{name}/load",
-            instrumented("repository_load", repository_load),
+            instrumented("repository_load", repository_load, "admin"),
             methods=["POST"],
         ),
         Route(
             "/v2/repository/models/{name}/unload",
-            instrumented("repository_unload", repository_unload),
+            instrumented("repository_unload", repository_unload, "admin"),
             methods=["POST"],
         ),
         Route("/metrics", prometheus, methods=["GET"]),
@@ -439,6 +473,22 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.serving = state
     return app
+
+
+def _binary_response(payload: dict[str, Any], binary: frozenset[str]) -> Response:
+    """Answer the outputs in ``binary`` as raw tensors after the JSON (the binary tensor extension)."""
+    chunks: list[bytes] = []
+    for output in payload["outputs"]:
+        if output["name"] in binary:
+            data = encode_tensor(output["datatype"], np.asarray(output.pop("data")))
+            output["parameters"] = {"binary_data_size": len(data)}
+            chunks.append(data)
+    header = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(
+        header + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -1,7 +1,16 @@
-"""Start the local serving endpoint when none answers (what ``make run`` deploys to)."""
+"""Start the local serving endpoint when none answers (what ``make run`` deploys to).
+
+The endpoint's repository extension (load/unload, used by the deploy stage) needs an
+admin token. The launcher makes one (or takes ``TABPIPE_SERVING_ADMIN_TOKEN`` when it is
+set), hands it to the server in its environment (never in argv, which ``ps`` shows to
+everyone) and keeps it in ``<state dir>/admin-token`` with mode 0600, where the deploy
+task finds it through ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +21,29 @@ from tabpipe.mlflow_server import ServerHandle, claim_or_refuse, start_detached
 #: Not 8080: the cluster path maps the KFP UI there (kind-cluster.yaml).
 DEFAULT_SERVE_PORT = 8765
 DEFAULT_SERVING_URL = f"http://127.0.0.1:{DEFAULT_SERVE_PORT}"
+#: The token file beside the server's log and PID file.
+TOKEN_FILENAME = "admin-token"
+#: The server's variable (tabpipe.serving.auth.TOKEN_ENV) and the deploy client's file variable.
+TOKEN_ENV = "TABPIPE_SERVING_ADMIN_TOKEN"
+TOKEN_FILE_ENV = "TABPIPE_SERVING_ADMIN_TOKEN_FILE"
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write ``token`` to ``path`` readable by its owner only (0600 from creation, no window)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, token.encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def token_file(state_dir: Path) -> Path:
+    """Where the launcher keeps the admin token of the endpoint it started in ``state_dir``."""
+    return state_dir / TOKEN_FILENAME
 
 
 def is_live(serving_url: str, timeout: float = 2.0) -> bool:
@@ -30,7 +62,8 @@ def ensure_serving(
     """Use the endpoint this project started at ``serving_url``, or start one serving ``@champion``.
 
     A first run has no champion yet: the server then starts not ready, and the
-    deploy stage loads the new version into it.
+    deploy stage loads the new version into it. The admin token is in
+    :func:`token_file`; point the deploy task at it with ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``.
 
     Raises:
         ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
@@ -42,6 +75,8 @@ def ensure_serving(
     parsed = urlparse(serving_url)
     if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost"):
         raise ServiceError(f"will only start a local server for http://127.0.0.1:<port>, not {serving_url}")
+    token = os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(32)
+    write_token_file(token_file(state_dir), token)
     command = [
         sys.executable, "-m", "tabpipe.serving",
         "--model", f"models:/{model_name}@champion",
@@ -50,5 +85,10 @@ def ensure_serving(
         "--port", str(parsed.port or DEFAULT_SERVE_PORT),
     ]  # fmt: skip
     return start_detached(
-        "serving endpoint", command, serving_url, lambda: is_live(serving_url), state_dir / "server.log"
+        "serving endpoint",
+        command,
+        serving_url,
+        lambda: is_live(serving_url),
+        state_dir / "server.log",
+        env={**os.environ, TOKEN_ENV: token},
     )

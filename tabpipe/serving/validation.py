@@ -43,6 +43,8 @@ from tabpipe.contract.rules import (
     value_kind,
     warnings_of,
 )
+from tabpipe.serving.binary import binary_size, read_tensor, split_body, wants_binary
+from tabpipe.serving.request_error import RequestError
 from tabpipe.serving_spec import ServingSpec
 
 DEFAULT_MAX_ROWS = 10_000
@@ -92,22 +94,6 @@ _BOOL_TYPES = frozenset({bool, _NONE})
 _STRING_TYPES = frozenset({str, _NONE})
 
 
-class RequestError(Exception):
-    """A request the server refuses, with the HTTP status to answer.
-
-    Attributes:
-        status: 400, 413 or 422 (see the module docstring).
-        message: What is wrong, naming the field.
-        violations: The broken contract rules, one message each, when that is why (422).
-    """
-
-    def __init__(self, status: int, message: str, violations: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.violations = violations or []
-
-
 @dataclass(frozen=True)
 class Limits:
     """Request size limits."""
@@ -130,6 +116,8 @@ class DecodedRequest:
     n_rows: int
     outputs: list[str] | None
     warnings: tuple[Violation, ...] = ()
+    #: Outputs to answer in the binary tensor format (``binary_data``/``binary_data_output``).
+    binary_outputs: frozenset[str] = frozenset()
 
 
 def _examples(values: list[Any], limit: int = 3) -> str:
@@ -325,22 +313,30 @@ class RequestDecoder:
         self.order = [inp.name for inp in spec.inputs]
         self.output_names = output_names
 
-    def decode(self, body: bytes) -> DecodedRequest:
+    def decode(self, body: bytes, header_length: str | None = None) -> DecodedRequest:
         """Decode and validate a request body.
+
+        Args:
+            body: The request body.
+            header_length: The ``Inference-Header-Content-Length`` header, when the body
+                carries binary tensor data after its JSON (:mod:`tabpipe.serving.binary`).
 
         Raises:
             RequestError: naming the field at fault.
         """
         if len(body) > self.limits.max_body_bytes:
             raise RequestError(413, f"request body exceeds {self.limits.max_body_bytes} bytes")
+        binary: memoryview | None = None
+        if header_length is not None:
+            body, binary = split_body(body, header_length)
         request = _parse_json(body)
         if not isinstance(request, dict):
             raise RequestError(400, "request body must be a JSON object")
         request_id = request.get("id")
         if request_id is not None and not isinstance(request_id, str):
             raise RequestError(400, "id: must be a string")
-        self._check_parameters(request.get("parameters"))
-        outputs = self._requested_outputs(request.get("outputs"))
+        all_binary = self._check_parameters(request.get("parameters"))
+        outputs, binary_outputs = self._requested_outputs(request.get("outputs"), all_binary)
         inputs = request.get("inputs")
         if inputs is None:
             raise RequestError(400, "inputs: missing")
@@ -351,6 +347,7 @@ class RequestDecoder:
 
         raw: dict[str, tuple[str, list[Any]]] = {}
         n_rows: int | None = None
+        offset = 0
         for i, tensor in enumerate(inputs):
             if not isinstance(tensor, dict):
                 raise RequestError(400, f"inputs[{i}]: must be an object with name, shape, datatype, data")
@@ -367,15 +364,30 @@ class RequestDecoder:
                 raise RequestError(
                     400, f"{where}.datatype: {datatype!r} is not an Open Inference Protocol datatype"
                 )
-            for key in ("shape", "data"):
-                if key not in tensor:
-                    raise RequestError(400, f"{where}.{key}: missing")
+            if "shape" not in tensor:
+                raise RequestError(400, f"{where}.shape: missing")
             shape = _shape(where, tensor["shape"])
             if shape[0] > self.limits.max_rows:
                 raise RequestError(
                     413, f"{where}: {shape[0]} rows exceed the limit of {self.limits.max_rows}"
                 )
-            data = _flatten(where, tensor["data"], shape)
+            if "data" in tensor:
+                if binary is not None and binary_size(where, tensor) is not None:
+                    raise RequestError(400, f"{where}: has both data and parameters.binary_data_size")
+                data = _flatten(where, tensor["data"], shape)
+            else:
+                size = binary_size(where, tensor)
+                if size is None:
+                    raise RequestError(400, f"{where}.data: missing")
+                if binary is None:
+                    raise RequestError(
+                        400,
+                        f"{where}.parameters.binary_data_size: binary data needs the "
+                        "Inference-Header-Content-Length header",
+                    )
+                count = shape[0] * (shape[1] if len(shape) == 2 else 1)
+                values, offset = read_tensor(where, datatype, count, size, binary, offset)
+                data = _flatten(where, values, shape)
             if n_rows is None:
                 n_rows = len(data)
             elif len(data) != n_rows:
@@ -384,6 +396,12 @@ class RequestDecoder:
                 )
             raw[name] = (datatype, data)
 
+        if binary is not None and offset != len(binary):
+            raise RequestError(
+                400,
+                f"binary data: {len(binary)} bytes after the JSON header, but the inputs' "
+                f"binary_data_size add up to {offset}",
+            )
         missing = [name for name in self.order if name not in raw]
         if missing:
             raise RequestError(422, f"inputs: missing column(s) {missing}")
@@ -405,12 +423,14 @@ class RequestDecoder:
             n_rows=n_rows,
             outputs=outputs,
             warnings=tuple(warnings_of(violations)),
+            binary_outputs=binary_outputs,
         )
 
     @staticmethod
-    def _check_parameters(parameters: Any) -> None:
+    def _check_parameters(parameters: Any) -> bool:
+        """Check the request's parameters; return its ``binary_data_output`` (False when absent)."""
         if parameters is None:
-            return
+            return False
         if not isinstance(parameters, dict):
             raise RequestError(400, "parameters: must be an object")
         content_type = parameters.get("content_type")
@@ -421,13 +441,16 @@ class RequestDecoder:
                 f"parameters.content_type: {content_type!r} is not supported; "
                 "send 'pd' (one input per column)",
             )
+        return wants_binary(parameters.get("binary_data_output"), "parameters.binary_data_output")
 
-    def _requested_outputs(self, outputs: Any) -> list[str] | None:
+    def _requested_outputs(self, outputs: Any, all_binary: bool) -> tuple[list[str] | None, frozenset[str]]:
+        """The requested outputs (None: all) and those to answer in binary."""
         if outputs is None:
-            return None
+            return None, frozenset(self.output_names) if all_binary else frozenset()
         if not isinstance(outputs, list):
             raise RequestError(400, "outputs: must be a list")
         names: list[str] = []
+        binary: set[str] = set()
         for i, output in enumerate(outputs):
             name = output.get("name") if isinstance(output, dict) else None
             if not isinstance(name, str):
@@ -437,4 +460,18 @@ class RequestDecoder:
                     400, f"outputs[{i}].name: unknown output {name!r}; have {self.output_names}"
                 )
             names.append(name)
-        return names
+            parameters = output.get("parameters")
+            if parameters is None:
+                wanted = all_binary
+            elif not isinstance(parameters, dict):
+                raise RequestError(400, f"outputs[{i}].parameters: must be an object")
+            else:
+                given = parameters.get("binary_data")
+                wanted = (
+                    all_binary
+                    if given is None
+                    else wants_binary(given, f"outputs[{i}].parameters.binary_data")
+                )
+            if wanted:
+                binary.add(name)
+        return names, frozenset(binary)

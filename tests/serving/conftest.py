@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_support import HOUSING_CONFIG, PHISHING_CONFIG, Bundle, Server, fit_model, write_bundle
+from serving_support import (
+    HOUSING_CONFIG,
+    PHISHING_CONFIG,
+    TEST_TOKEN,
+    Bundle,
+    Server,
+    fit_model,
+    write_bundle,
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +45,8 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
     """Start servers for one test; all are stopped after it."""
     started: list[Server] = []
 
-    def start(model: Path | str, *extra: str) -> Server:
-        server = Server(model, *extra, log_path=tmp_path / f"server-{len(started)}.log")
+    def start(model: Path | str, *extra: str, token: str | None = TEST_TOKEN) -> Server:
+        server = Server(model, *extra, log_path=tmp_path / f"server-{len(started)}.log", token=token)
         started.append(server)
         return server
 

@@ -16,6 +16,9 @@ import httpx
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
+#: The admin token test servers get by default (through the environment, as the launcher passes it).
+TEST_TOKEN = "test-admin-token-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {TEST_TOKEN}"}
 PHISHING_CONFIG = REPO / "tests/fixtures/e2e/phishing_small.yaml"
 HOUSING_CONFIG = REPO / "configs/housing.yaml"
 
@@ -64,6 +67,14 @@ def write_bundle(path: Path, config: Any, model: Any, version: str) -> Any:
     return spec
 
 
+def _server_env(token: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TABPIPE_SERVING_ADMIN_TOKEN")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if token is not None:
+        env["TABPIPE_SERVING_ADMIN_TOKEN"] = token
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -73,7 +84,9 @@ def free_port() -> int:
 class Server:
     """A real `python -m tabpipe.serving` process on a free loopback port."""
 
-    def __init__(self, model: Path | str, *extra: str, log_path: Path) -> None:
+    def __init__(
+        self, model: Path | str, *extra: str, log_path: Path, token: str | None = TEST_TOKEN
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -92,8 +105,9 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=_server_env(token),
         )
+        self.admin = {"Authorization": f"Bearer {token}"} if token else {}
 
     def wait_live(self, timeout: float = 30.0) -> None:
         self._wait("/v2/health/live", timeout)

@@ -46,6 +46,7 @@ def test_hot_swap_under_concurrent_load(start_server: Any, bundles: dict[str, Bu
         f"{server.url}/v2/repository/models/{NAME}/load",
         json={"parameters": {"uri": str(v2.path)}},
         timeout=30,
+        headers=server.admin,
     )
     load_returned = time.monotonic()
     time.sleep(1.5)
@@ -77,7 +78,7 @@ def test_tampered_bundle_is_never_served(start_server: Any, bundles: dict[str, B
     tampered, good = bundles["phishing-tampered"], bundles["phishing-v1"]
     server = start_server(tampered.path)
     server.wait_live()
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.admin) as client:
         deadline = time.monotonic() + 30
         while client.get("/v2/repository/index").json()[0]["state"] == "LOADING":
             assert time.monotonic() < deadline

@@ -37,7 +37,7 @@ def test_health_and_metadata(phishing_server: Server, bundles: dict[str, Bundle]
         assert client.get(f"/v2/models/{PHISHING}/versions/1/ready").status_code == 200
         assert client.get(f"/v2/models/{PHISHING}/versions/9/ready").status_code == 404
         assert client.get("/v2/models/nope").status_code == 404
-        index = client.get("/v2/repository/index").json()
+        index = client.get("/v2/repository/index", headers=phishing_server.admin).json()
         assert index == [
             {
                 "name": PHISHING,
