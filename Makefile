@@ -14,6 +14,8 @@ SERVING_URL ?= http://127.0.0.1:$(SERVE_PORT)
 REUSE ?=
 # STORE=minio keeps the data, MLflow's artifacts and the deploy bundles on a local MinIO (make minio-up).
 STORE ?= local
+# RUNNER=docker runs every task in the project image (kfp.local's DockerRunner; make image builds it first).
+RUNNER ?= subprocess
 # Build caches (Go modules and builds, the control plane's binaries, Docker's images) live in one folder
 # the project owns, outside the clone, so a fresh clone on the same machine reuses them.
 TABPIPE_CACHE ?= $(HOME)/.cache/tabpipe
@@ -49,11 +51,12 @@ bytecode:  ## precompile the project's modules (each pipeline task then skips co
 
 install: $(STAMP)  ## create .venv and install the project with dev tools
 
-run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN))  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
+run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN)) $(if $(filter docker,$(RUNNER)),image)  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
 	$(BIN)/tabpipe run --config $(CONFIG) --tracking-uri $(MLFLOW_URI) --state-dir $(STATE_DIR) \
 		--serving-url $(SERVING_URL) $(if $(REUSE),--reuse-servers) \
 		--store $(STORE) --minio-binary $(MINIO_BIN) --minio-address $(MINIO_ADDRESS) \
-		--minio-console-address $(MINIO_CONSOLE_ADDRESS)
+		--minio-console-address $(MINIO_CONSOLE_ADDRESS) \
+		--runner $(RUNNER) $(if $(filter docker,$(RUNNER)),--docker-host $(DOCKER_HOST))
 
 test: $(STAMP) bytecode lint  ## lint, then the unit, contract, data, model and serving tests (under 10 minutes)
 	$(BIN)/python -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
@@ -142,6 +145,49 @@ minio-up: $(STAMP) $(MINIO_BIN)  ## start MinIO on MINIO_ADDRESS (data and crede
 
 minio-down:  ## stop the MinIO server started by minio-up (by its PID file); data is kept
 	$(call stop_pidfile,$(STATE_DIR)/minio/server.pid)
+
+# Docker: the engine, the project image, kind. The engine's images and layers (its data-root), its
+# socket and PID file, and make base-image's root filesystem live in TABPIPE_CACHE, shared by every clone.
+.PHONY: docker-up docker-down base-image image kind-load test-docker
+DOCKER_ROOT := $(TABPIPE_CACHE)/docker
+# The engine the docker targets (and tabpipe run --runner docker) use: DOCKER_HOST from the environment;
+# else this project's dockerd when it runs; else the current docker context's engine when it answers
+# (a laptop's); else the socket make docker-up starts a dockerd on. Worked out once, when first used.
+DOCKER_HOST ?= $(eval DOCKER_HOST := $(shell bash docker/engine.sh host $(DOCKER_ROOT)))$(DOCKER_HOST)
+# The tag the compiled pipeline names (components/image.py: tabpipe:<version>).
+IMAGE := tabpipe:$(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' tabpipe/__init__.py)
+# Empty: python:3.11.14-slim-bookworm when the engine has it or can pull it, else LOCAL_BASE_IMAGE.
+BASE_IMAGE ?=
+LOCAL_BASE_IMAGE := tabpipe-base:bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+# CAs pip must trust inside the build (a TLS-inspecting proxy); used by the builder stage only.
+EXTRA_CA_FILES ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
+KIND_CLUSTER ?= tabpipe
+
+docker-up:  ## use the Docker engine that answers, else start dockerd (no bridge network; its data in TABPIPE_CACHE)
+	@DOCKER_HOST=$(DOCKER_HOST) bash docker/engine.sh up $(DOCKER_ROOT)
+
+docker-down:  ## stop the dockerd that make docker-up started (by its PID file); images are kept
+	@bash docker/engine.sh down $(DOCKER_ROOT)
+
+base-image: docker-up  ## build tabpipe-base:bookworm with debootstrap, for machines that cannot pull the official base
+	@DOCKER_HOST=$(DOCKER_HOST) bash docker/base-image.sh $(LOCAL_BASE_IMAGE) $(DOCKER_ROOT)/rootfs $(DEBIAN_MIRROR)
+
+image: $(STAMP) docker-up  ## build the project image tabpipe:<version> (BASE_IMAGE=... to choose its base)
+	@DOCKER_HOST=$(DOCKER_HOST) BASE_IMAGE=$(BASE_IMAGE) EXTRA_CA_FILES="$(EXTRA_CA_FILES)" \
+		DEBIAN_MIRROR=$(DEBIAN_MIRROR) bash docker/image.sh $(IMAGE) $(BIN)/python $(DOCKER_ROOT)
+
+# `kind load docker-image` fails on images with BuildKit attestations (containerd image store);
+# an archive from docker save loads either way.
+kind-load: image  ## load the image into the kind cluster KIND_CLUSTER (docker save + kind load image-archive)
+	@command -v kind >/dev/null || { echo "kind is not installed: https://kind.sigs.k8s.io/docs/user/quick-start/"; exit 1; }
+	mkdir -p $(STATE_DIR)
+	DOCKER_HOST=$(DOCKER_HOST) docker save $(IMAGE) -o $(STATE_DIR)/image-archive.tar
+	DOCKER_HOST=$(DOCKER_HOST) kind load image-archive $(STATE_DIR)/image-archive.tar --name $(KIND_CLUSTER)
+	rm -f $(STATE_DIR)/image-archive.tar
+
+test-docker: $(STAMP) bytecode image  ## the whole pipeline in containers of the image (DockerRunner) against a real MLflow server
+	DOCKER_HOST=$(DOCKER_HOST) $(BIN)/python -m pytest -m docker tests/docker $(PYTEST_ARGS)
 
 clean:  ## remove local run state (MLflow db, artifacts, KFP outputs)
 	rm -rf $(STATE_DIR)

@@ -188,6 +188,8 @@ def run_pipeline(
     enable_caching: bool = True,
     quiet: bool = False,
     serving_url: str | None = None,
+    runner: str = "subprocess",
+    docker_host: str | None = None,
 ) -> RunSummary:
     """Run the whole pipeline locally and return the summary of this run.
 
@@ -195,7 +197,9 @@ def run_pipeline(
     reason. kfp.local's own output goes to ``<state_dir>/logs/run-<time>.log``; the
     console shows one line per finished stage, unless ``quiet``. With
     ``serving_url``, deploy loads a blessed model into that OIP server and
-    smoke-tests it before moving ``champion``.
+    smoke-tests it before moving ``champion``. With ``runner="docker"`` every task
+    runs in a container of the project image on the engine at ``docker_host``
+    (:mod:`tabpipe.docker_runner`), its outputs under ``<state_dir>/pipeline_root-docker``.
     """
     from kfp import local
 
@@ -207,16 +211,26 @@ def run_pipeline(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     pipeline = _compiled_pipeline(state_dir)
+    run_id = new_local_run_id()
+    docker = None
+    if runner == "docker":
+        from components.image import BASE_IMAGE
+        from tabpipe.docker_runner import prepare
+        from tabpipe.run_id import RUN_ID_ENV
+
+        # A container inherits nothing from this process: the run's id is handed over explicitly.
+        docker = prepare(config, state_dir, BASE_IMAGE, docker_host, environment={RUN_ID_ENV: run_id})
+        config = docker.config  # local data paths as the containers see them
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(state_dir / "pipeline_root"),
+        runner=docker.runner if docker else local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(docker.pipeline_root if docker else state_dir / "pipeline_root"),
         raise_on_error=True,
         enable_caching=enable_caching,
     )
     console = sys.stdout
     recorder = TaskRecorder(None if quiet else _progress_printer(console))
     # kfp.local ignores the cluster's field-path env; its tasks inherit ours (tabpipe.run_id).
-    recorder.pipeline_run_id = new_local_run_id()
+    recorder.pipeline_run_id = run_id
     started = time.perf_counter()
     failure: str | None = None
     target = DeployTarget.LOCAL_SERVER if serving_url else DeployTarget.REGISTRY
@@ -226,6 +240,7 @@ def run_pipeline(
         _quiet(log_file),
         recorder.recording(),
         run_id_in_environment(recorder.pipeline_run_id),
+        docker if docker is not None else contextlib.nullcontext(),  # deletes its secret copies
     ):
         try:
             pipeline(

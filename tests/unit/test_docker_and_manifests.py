@@ -68,12 +68,20 @@ def parse_dockerfile(text: str) -> list[tuple[str, str]]:
 def stages(instructions: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Split instructions by FROM: each stage has base, alias and its instructions."""
     result: list[dict[str, Any]] = []
+    global_args: dict[str, str] = {}
     for keyword, args in instructions:
+        if keyword == "ARG" and not result:
+            # ARGs before the first FROM parameterise the FROM lines: their defaults are the bases.
+            global_args.update(env_pairs(args))
+            continue
         if keyword == "FROM":
             parts = args.split()
             parts = [p for p in parts if not p.startswith("--platform")]
             alias = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
-            result.append({"base": parts[0], "alias": alias, "instructions": []})
+            base = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args.get(m[1] or m[2], m[0]), parts[0]
+            )
+            result.append({"base": base, "from": parts[0], "alias": alias, "instructions": []})
         else:
             assert result, f"{keyword} before the first FROM"
             result[-1]["instructions"].append((keyword, args))
@@ -149,6 +157,20 @@ def test_dockerfile_is_multistage_with_pinned_bases(docker_stages: list[dict[str
                 _, _, flags = copy_sources(args)
                 if "from" in flags:
                     assert flags["from"] in aliases, f"COPY --from={flags['from']} names no stage"
+
+
+def test_dockerfile_base_is_a_build_argument_that_both_bases_satisfy(
+    docker_stages: list[dict[str, Any]],
+) -> None:
+    # make image passes BASE_IMAGE: the official python image, or make base-image's Debian one.
+    external = [s for s in docker_stages if s["base"] not in {t["alias"] for t in docker_stages}]
+    assert all(s["from"] == "${BASE_IMAGE}" for s in external), [s["from"] for s in external]
+    builder = " && ".join(a for s in docker_stages[:-1] for k, a in s["instructions"] if k == "RUN")
+    # The official image has python at /usr/local/bin, Debian's at /usr/bin: only python3 on PATH is assumed.
+    assert "python3 -m venv /opt/venv" in builder
+    final = docker_stages[-1]["instructions"]
+    healthchecks = [a for k, a in final if k == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and "TABPIPE_HEALTH_URL" in healthchecks[0]
 
 
 def test_dockerfile_final_stage_runs_as_fixed_non_root_user(docker_stages: list[dict[str, Any]]) -> None:
