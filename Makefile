@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 FAST_TESTS := not slow and not storage and not cluster and not docker
 
 .PHONY: help install run test test-all test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
-        bench-serving serve serve-down predict test-serving mlflow-up mlflow-down pipeline-run clean
+        bench-serving serve serve-down predict deploy promote rollback control-plane test-cluster test-serving mlflow-up mlflow-down pipeline-run clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -119,6 +119,27 @@ serve-down:  ## stop the local serving endpoint started by make run (by its PID 
 
 pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
 	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)
+
+# ---- Cluster serving: deploy a registered version, then promote or roll back a canary -----------------
+# TARGET picks the serving stack; VERSION the registered version (its bundle must be on MinIO, which
+# the pipeline's deploy stage puts there); CANARY=<percent> serves it beside the current one.
+TARGET ?= plain
+VERSION ?=
+CANARY ?=
+# The in-cluster MLflow through `kubectl -n tabpipe port-forward svc/mlflow 15000:5000` (5000 is the local one).
+CLUSTER_MLFLOW_URI ?= http://127.0.0.1:15000
+KUBECONFIG_FLAG = $(if $(KUBECONFIG),--kubeconfig $(KUBECONFIG))
+
+deploy: $(STAMP)  ## deploy VERSION to the cluster with TARGET=seldon|kserve|plain (CANARY=10 for a canary)
+	@test -n "$(VERSION)" || { echo "make deploy needs VERSION=<registered version>"; exit 2; }
+	$(BIN)/tabpipe deploy --config $(CONFIG) --target $(TARGET) --version $(VERSION) $(KUBECONFIG_FLAG) \
+		--tracking-uri $(CLUSTER_MLFLOW_URI) $(if $(CANARY),--canary-percent $(CANARY))
+
+promote: $(STAMP)  ## make the canary on TARGET the only served version and move @champion to it
+	$(BIN)/tabpipe canary promote --config $(CONFIG) --target $(TARGET) $(KUBECONFIG_FLAG) --tracking-uri $(CLUSTER_MLFLOW_URI)
+
+rollback: $(STAMP)  ## remove the canary on TARGET; @champion stays
+	$(BIN)/tabpipe canary rollback --config $(CONFIG) --target $(TARGET) $(KUBECONFIG_FLAG) --tracking-uri $(CLUSTER_MLFLOW_URI)
 
 # MinIO, built from its Go module into a folder the project owns (not the system); caches stay here too,
 # so a second build on the same machine is quick. The server is AGPLv3: run as a separate process only.
