@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_SERVE_PORT)
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve the Open Inference Protocol over gRPC on this port (same host, model and token)",
+    )
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per request")
     parser.add_argument(
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body size"
@@ -122,6 +128,8 @@ def serve(args: argparse.Namespace) -> int:
         limits=Limits(max_rows=args.max_rows, max_body_bytes=args.max_body_bytes),
         bundle_root=args.bundle_root,
         admin=admin,
+        grpc_port=getattr(args, "grpc_port", None),
+        grpc_host=args.host,
     )
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(

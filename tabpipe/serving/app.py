@@ -40,7 +40,7 @@ from tabpipe.serving.binary import HEADER as BINARY_HEADER
 from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ModelMetrics, ServingMetrics
 from tabpipe.serving.store import LoadedModel, is_registry_uri, load_uri
-from tabpipe.serving.validation import CONTRACT_DATATYPE, Limits, RequestDecoder, RequestError
+from tabpipe.serving.validation import CONTRACT_DATATYPE, DecodedRequest, Limits, RequestDecoder, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ class ActiveModel:
         """The version it answers as."""
         return self.loaded.version
 
+    @property
+    def classifier(self) -> bool:
+        """Whether it answers class probabilities too."""
+        return "probabilities" in self.outputs
+
 
 def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) -> bytes:
     spec = loaded.spec
@@ -126,6 +131,36 @@ def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) ->
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class Output:
+    """One output tensor of an answer."""
+
+    name: str
+    datatype: str
+    values: np.ndarray
+
+    def header(self) -> dict[str, Any]:
+        """Its JSON description without data."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.values.shape)}
+
+    def as_json(self) -> dict[str, Any]:
+        """Its JSON description with the data (flat, row-major)."""
+        return {**self.header(), "data": self.values.ravel().tolist()}
+
+
+def predict(active: ActiveModel, decoded: DecodedRequest) -> list[Output]:
+    """Run the model on a validated request, count it in the metrics, and return the requested outputs."""
+    pred, proba = active.loaded.predictor.predict(decoded.columns)
+    active.metrics.observe(decoded.columns, pred, decoded.n_rows, warnings=decoded.warnings)
+    wanted = decoded.outputs or active.outputs
+    outputs = []
+    if "predict" in wanted:
+        outputs.append(Output("predict", active.predict_datatype, np.asarray(pred)))
+    if proba is not None and "probabilities" in wanted:
+        outputs.append(Output("probabilities", "FP64", proba))
+    return outputs
+
+
 @dataclass
 class ServerConfig:
     """How the server loads models.
@@ -138,6 +173,8 @@ class ServerConfig:
             arbitrary paths a client names); defaults to the parent of a startup bundle directory.
         admin: The bearer token the repository extension (and, if the operator asks,
             inference) requires; without one the repository endpoints answer 403.
+        grpc_port: Also serve the OIP gRPC API (:mod:`tabpipe.serving.grpc_server`) on this port.
+        grpc_host: The address the gRPC endpoint listens on.
     """
 
     model_uri: str | None
@@ -145,6 +182,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     bundle_root: Path | None = None
     admin: AdminToken = field(default_factory=lambda: AdminToken(env={}))
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.bundle_root is None and self.model_uri and not is_registry_uri(self.model_uri):
@@ -338,39 +377,18 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             decoded = await run_in_threadpool(decoder.decode, body, header_length)
         else:
             decoded = decoder.decode(body, header_length)
-        predictor = active.loaded.predictor
         if decoded.n_rows > INLINE_MAX_ROWS:
-            pred, proba = await run_in_threadpool(predictor.predict, decoded.columns)
+            outputs = await run_in_threadpool(predict, active, decoded)
         else:
-            pred, proba = predictor.predict(decoded.columns)
-        active.metrics.observe(decoded.columns, pred, decoded.n_rows, warnings=decoded.warnings)
-        wanted = decoded.outputs or active.outputs
-        outputs = []
-        if "predict" in wanted:
-            outputs.append(
-                {
-                    "name": "predict",
-                    "datatype": active.predict_datatype,
-                    "shape": [decoded.n_rows],
-                    "data": pred.tolist(),
-                }
-            )
-        if proba is not None and "probabilities" in wanted:
-            outputs.append(
-                {
-                    "name": "probabilities",
-                    "datatype": "FP64",
-                    "shape": list(proba.shape),
-                    "data": proba.ravel().tolist(),
-                }
-            )
+            outputs = predict(active, decoded)
         payload: dict[str, Any] = {"model_name": active.name, "model_version": active.version}
         if decoded.id is not None:
             payload["id"] = decoded.id
-        payload["parameters"] = {"classes": active.loaded.spec.classes} if proba is not None else {}
-        payload["outputs"] = outputs
+        payload["parameters"] = {"classes": active.loaded.spec.classes} if active.classifier else {}
         if decoded.binary_outputs:
-            return _binary_response(payload, decoded.binary_outputs), active.name, active.version
+            payload["outputs"] = [o.header() for o in outputs]
+            return _binary_response(payload, outputs, decoded.binary_outputs), active.name, active.version
+        payload["outputs"] = [o.as_json() for o in outputs]
         return _json(payload), active.name, active.version
 
     async def repository_index(request: Request) -> tuple[Response, str, str]:
@@ -428,7 +446,16 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             state.state = "LOADING"
             # A thread, not awaited: the server starts answering /v2/health/live at once.
             threading.Thread(target=state.load_initial, name="model-load", daemon=True).start()
-        yield
+        grpc_server = None
+        if config.grpc_port is not None:
+            from tabpipe.serving.grpc_server import start_grpc_server
+
+            grpc_server = start_grpc_server(state, config.grpc_host, config.grpc_port)
+        try:
+            yield
+        finally:
+            if grpc_server is not None:
+                grpc_server.stop(grace=2).wait(5)
 
     routes = [
         Route("/v2/health/live", instrumented("health_live", live), methods=["GET"]),
@@ -475,14 +502,16 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     return app
 
 
-def _binary_response(payload: dict[str, Any], binary: frozenset[str]) -> Response:
+def _binary_response(payload: dict[str, Any], outputs: list[Output], binary: frozenset[str]) -> Response:
     """Answer the outputs in ``binary`` as raw tensors after the JSON (the binary tensor extension)."""
     chunks: list[bytes] = []
-    for output in payload["outputs"]:
-        if output["name"] in binary:
-            data = encode_tensor(output["datatype"], np.asarray(output.pop("data")))
-            output["parameters"] = {"binary_data_size": len(data)}
+    for output, entry in zip(outputs, payload["outputs"], strict=True):
+        if output.name in binary:
+            data = encode_tensor(output.datatype, output.values)
+            entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
+        else:
+            entry["data"] = output.values.ravel().tolist()
     header = json.dumps(payload, separators=(",", ":")).encode()
     return Response(
         header + b"".join(chunks),

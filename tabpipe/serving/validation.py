@@ -329,7 +329,18 @@ class RequestDecoder:
         binary: memoryview | None = None
         if header_length is not None:
             body, binary = split_body(body, header_length)
-        request = _parse_json(body)
+        return self.decode_request(_parse_json(body), binary)
+
+    def decode_request(self, request: Any, binary: memoryview | None = None) -> DecodedRequest:
+        """Validate a parsed request (the JSON document, or what the gRPC endpoint built from its message).
+
+        Args:
+            request: The request object.
+            binary: The binary tensor data its inputs' ``binary_data_size`` parameters refer to.
+
+        Raises:
+            RequestError: naming the field at fault.
+        """
         if not isinstance(request, dict):
             raise RequestError(400, "request body must be a JSON object")
         request_id = request.get("id")
