@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 FAST_TESTS := not slow and not storage and not cluster and not docker
 
 .PHONY: help install run test test-all test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
-        bench-serving serve serve-down predict deploy promote rollback control-plane test-cluster test-serving mlflow-up mlflow-down pipeline-run clean
+        bench-serving serve serve-down predict deploy promote rollback control-plane test-cluster test-serving mlflow-up mlflow-down pipeline-run pipeline-upload schedule clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -117,8 +117,20 @@ mlflow-down:  ## stop the local MLflow servers started by make run (by their PID
 serve-down:  ## stop the local serving endpoint started by make run (by its PID file)
 	$(call stop_pidfile,$(STATE_DIR)/serving/server.pid)
 
-pipeline-run: $(STAMP)  ## submit the compiled pipeline to a KFP cluster at KFP_HOST
-	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST)
+# The cluster: run, upload, schedule the committed compiled pipeline (make compile refreshes it).
+KFP_TIMEOUT ?= 3600
+NO_WAIT ?=
+# KFP's cron has six fields, seconds first: Mondays at 03:00.
+CRON ?= 0 0 3 * * 1
+
+pipeline-run: $(STAMP)  ## run the pipeline on the KFP cluster at KFP_HOST and wait (KFP_TIMEOUT, NO_WAIT=1); fails unless SUCCEEDED
+	$(BIN)/tabpipe submit --config $(CONFIG) --host $(KFP_HOST) --timeout $(KFP_TIMEOUT) $(if $(NO_WAIT),--no-wait)
+
+pipeline-upload: $(STAMP)  ## upload the pipeline to KFP as a version named by the code (reused when already there)
+	$(BIN)/tabpipe upload --host $(KFP_HOST)
+
+schedule: $(STAMP)  ## retrain CONFIG on CRON: one KFP recurring run on the uploaded version (re-running changes nothing)
+	$(BIN)/tabpipe schedule --config $(CONFIG) --host $(KFP_HOST) --cron "$(CRON)"
 
 # ---- Cluster serving: deploy a registered version, then promote or roll back a canary -----------------
 # TARGET picks the serving stack; VERSION the registered version (its bundle must be on MinIO, which
