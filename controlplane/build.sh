@@ -47,7 +47,7 @@ if [ ! -f "$crds/.done-$kserve_version-$argo_version-$kwok_version" ]; then
   kserve_dir=$(go mod download -json "github.com/kserve/kserve@$kserve_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   cp "$kserve_dir"/config/crd/full/serving.kserve.io_inferenceservices.yaml "$crds/kserve/"
   argo_dir=$(go mod download -json "github.com/argoproj/argo-workflows/v3@$argo_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  cp "$argo_dir"/manifests/base/crds/minimal/*.yaml "$crds/argo/"
+  cp "$argo_dir"/manifests/base/crds/minimal/argoproj.io_*.yaml "$crds/argo/"
   kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$kwok_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   kubectl kustomize "$kwok_dir/kustomize/stage/fast" > "$crds/kwok-stages-fast.yaml"
   touch "$crds/.done-$kserve_version-$argo_version-$kwok_version"

@@ -190,7 +190,7 @@ class ControlPlane:
                 *common,
                 f"--service-account-private-key-file={certs / 'sa.key'}",
                 f"--root-ca-file={certs / 'ca.crt'}",
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                 "--concurrent-deployment-syncs=5",
             ],
         )
