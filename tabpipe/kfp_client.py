@@ -91,16 +91,23 @@ class KfpApi:
 
         url = f"{self.host}{HEALTHZ_PATH}"
         try:
-            answer = requests.get(url, timeout=(min(self.timeout, 10.0), self.timeout))
+            # No redirects: a login page (Kubeflow's dashboard in front of KFP) is not the API.
+            answer = requests.get(url, timeout=(min(self.timeout, 10.0), self.timeout), allow_redirects=False)
         except requests.RequestException as exc:
             raise unreachable(self.host, exc) from None
+        problem = None
         if answer.status_code != 200:
             detail = _server_message(answer.content)
-            raise ServiceError(
-                f"the KFP API at {self.host} answered HTTP {answer.status_code} on {HEALTHZ_PATH}"
-                + (f": {detail}" if detail else "")
-                + f"; is this the KFP API? ({PORT_FORWARD_HINT})"
+            problem = f"answered HTTP {answer.status_code} on {HEALTHZ_PATH}" + (
+                f": {detail}" if detail else ""
             )
+        else:
+            try:
+                answer.json()
+            except ValueError:
+                problem = f"answered {HEALTHZ_PATH} with something other than JSON"
+        if problem:
+            raise ServiceError(f"{self.host} is not the KFP API: it {problem}; {PORT_FORWARD_HINT}")
 
     def _connect(self) -> Any:
         import kfp
@@ -137,6 +144,9 @@ class KfpApi:
             ) from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
             raise unreachable(self.host, exc) from None
+        except ValueError as exc:
+            # kfp.Client's own refusals: several experiments or pipelines of one name, and the like.
+            raise ServiceError(f"KFP API at {self.host}: {what} failed: {exc}") from None
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the KFP UI."""

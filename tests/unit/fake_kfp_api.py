@@ -47,6 +47,8 @@ class FakeKfp:
     get_run_failures: int = 0
     #: Answer every POST of a run with this HTTP status (an API that refuses).
     create_run_status: int | None = None
+    #: How the healthz endpoint answers: (status, content type, body); None for the real answer.
+    healthz: tuple[int, str, bytes] | None = None
     #: Ignore list filters (an API that does not filter) and serve pages of at most this size.
     ignore_filters: bool = False
     max_page_size: int = 100
@@ -150,7 +152,16 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ routes
 
     def _get_healthz(self, rest: list[str], query: dict, body: Any, filename: str) -> None:
-        self._send(200, {"multi_user": False, "pipeline_store": "database"})
+        if self.fake.healthz is None:
+            return self._send(200, {"multi_user": False, "pipeline_store": "database"})
+        status, kind, data = self.fake.healthz
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        if status in (301, 302, 303, 307):
+            self.send_header("Location", "/dex/auth?client_id=kubeflow-oidc-authservice")
+        self.end_headers()
+        self.wfile.write(data)
 
     def _get_experiments(self, rest: list[str], query: dict, body: Any, filename: str) -> None:
         self._page(list(self.fake.experiments.values()), query, "experiments")

@@ -163,6 +163,20 @@ def test_every_end_but_success_has_its_own_exit_code(
     assert f"/#/runs/details/{run_id}" in line
 
 
+def test_a_canceled_run_ends_the_wait(kfp: FakeKfpServer, capsys: pytest.CaptureFixture) -> None:
+    """kfp.Client.wait_for_run_completion knows no CANCELED and would wait until its timeout."""
+    kfp.fake.run_states = ["RUNNING", "CANCELING", "CANCELING", "CANCELED"]
+    code, out, err = in_process(capsys, *submit_args(kfp, "--timeout", "60"))
+    assert code == RUN_EXIT_CODES["CANCELED"]
+    assert [line.strip() for line in out.splitlines() if "state:" in line] == [
+        "state: RUNNING",
+        "state: CANCELING",
+        "state: CANCELED",
+    ]
+    assert "was CANCELED" in _one_line_error(err)
+    assert len(kfp.fake.calls("GET", "/runs/")) == 4
+
+
 def test_a_failed_run_from_the_command_line(kfp: FakeKfpServer, tmp_path: Path) -> None:
     """The same as a user's shell sees it: the exit code, one line on stderr, no traceback."""
     kfp.fake.run_states = ["PENDING", "RUNNING", "FAILED"]
@@ -236,6 +250,31 @@ def test_unreachable_api_is_one_line_and_non_zero(command: str, tmp_path: Path) 
     assert line.startswith(f"error: cannot reach the KFP API at {host} (Connection refused)")
     assert "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80" in line
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("healthz", "problem"),
+    [
+        ((302, "text/html", b"<a href='/dex/auth'>Found</a>"), "answered HTTP 302 on /apis/v2beta1/healthz"),
+        (
+            (200, "text/html", b"<html>Kubeflow</html>"),
+            "answered /apis/v2beta1/healthz with something other than JSON",
+        ),
+        (
+            (404, "text/plain", b"404 page not found"),
+            "answered HTTP 404 on /apis/v2beta1/healthz: 404 page not found",
+        ),
+    ],
+)
+def test_something_else_at_the_host_is_one_line(
+    kfp: FakeKfpServer, capsys: pytest.CaptureFixture, healthz: tuple, problem: str
+) -> None:
+    kfp.fake.healthz = healthz
+    code, _, err = in_process(capsys, *submit_args(kfp))
+    assert code == 1
+    line = _one_line_error(err)
+    assert line.startswith(f"error: {kfp.url} is not the KFP API: it {problem}")
+    assert [r.path for r in kfp.fake.received] == ["/apis/v2beta1/healthz"]
 
 
 def test_options_are_checked_before_any_request(kfp: FakeKfpServer, capsys: pytest.CaptureFixture) -> None:
