@@ -235,7 +235,7 @@ def seldon_deployment(release: Release, predictors: list[dict[str, Any]]) -> dic
 
 
 def inference_service(release: Release, canary_percent: int | None = None) -> dict[str, Any]:
-    """A KServe InferenceService with our server as a custom predictor (OIP v2).
+    """A KServe InferenceService with our server as a custom predictor container (it speaks OIP v2).
 
     With ``canary_percent`` KServe keeps the previously rolled-out revision for the rest of the traffic.
     """
@@ -259,7 +259,10 @@ def inference_service(release: Release, canary_percent: int | None = None) -> di
             # Tag routing gives the latest revision its own address, so a canary is smoke-tested alone.
             "annotations": {**_annotations(release), "serving.kserve.io/enable-tag-routing": "true"},
         },
-        "spec": {"predictor": {**predictor, "protocolVersion": "v2"}},
+        # No protocolVersion: KServe 0.15's CRD has that field only on predictor.model (a ServingRuntime's
+        # model), not on a custom container predictor, and strict validation rejects it there. The
+        # container speaks the Open Inference Protocol (v2) whatever KServe is told.
+        "spec": {"predictor": predictor},
     }
 
 

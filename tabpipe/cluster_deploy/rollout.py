@@ -130,6 +130,8 @@ class Cluster:
                 namespace=meta["namespace"],
                 field_manager=obj.FIELD_MANAGER,
                 force_conflicts=True,
+                # An unknown or misspelt field is an error, not silently pruned: what is applied is what runs.
+                query_params=[("fieldValidation", "Strict")],
             ).to_dict()
         except Exception as exc:
             raise _api_error(exc, f"apply {body['kind']} {meta['namespace']}/{meta['name']}") from None
