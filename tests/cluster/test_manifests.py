@@ -774,7 +774,13 @@ def test_restricted_pod_security_admits_every_pod_and_plain_targets_roll_out(app
     plane, _ = applied
     # KWOK runs the pods: the plain Deployments become Available (their pods were admitted).
     for name in (MODEL, f"{MODEL}-canary"):
-        plane.kubectl("-n", "tabpipe-serving", "rollout", "status", f"deployment/{name}", "--timeout=90s")
+        status = plane.kubectl(
+            "-n", "tabpipe-serving", "rollout", "status", f"deployment/{name}", "--timeout=120s", check=False
+        )
+        if status.returncode != 0:
+            state = plane.kubectl("-n", "tabpipe-serving", "get", "deploy,rs,pods", "-o", "wide").stdout
+            events = plane.kubectl("-n", "tabpipe-serving", "get", "events").stdout
+            pytest.fail(f"{name} did not roll out: {status.stderr}\n{state}\n{events}")
     # MinIO and MLflow wait for volumes no provisioner binds here; the Job needs no volume. A pod
     # object existing means admission (Pod Security "restricted") accepted it.
     for selector in (
@@ -823,49 +829,25 @@ def _set(obj: dict[str, Any], path: str, value: Any) -> None:
 
 _DELETE = object()
 
-#: (overlay, kind, name, path, value, what the API server's message must contain)
+SDEP = ("serving/seldon", "SeldonDeployment", MODEL)
+ISVC = ("serving/kserve", "InferenceService", MODEL)
+DEPLOY = ("serving/plain", "Deployment", MODEL)
+#: (overlay, kind, name, path, value, what the API server's message must contain). Server-side
+#: apply reports wrong types and unknown fields while building its typed patch.
 INVALID = [
-    (
-        "serving/seldon",
-        "SeldonDeployment",
-        MODEL,
-        "spec.predictors.0.replicas",
-        "one",
-        "must be of type integer",
-    ),
-    ("serving/seldon", "SeldonDeployment", MODEL, "spec.predictors.0.graph", _DELETE, "Required value"),
-    ("serving/seldon", "SeldonDeployment", MODEL, "spec.protocol", "v3", "Unsupported value"),
-    ("serving/seldon", "SeldonDeployment", MODEL, "spec.predictors.0.trafic", 100, "unknown field"),
-    (
-        "serving/kserve",
-        "InferenceService",
-        MODEL,
-        "spec.predictor.minReplicas",
-        "one",
-        "must be of type integer",
-    ),
-    (
-        "serving/kserve",
-        "InferenceService",
-        MODEL,
-        "spec.predictor.model.modelFormat",
-        {"version": "1"},
-        "Required value",
-    ),
-    ("serving/kserve", "InferenceService", MODEL, "spec.predictor.scaleMetric", "gpu", "Unsupported value"),
+    (*SDEP, "spec.predictors.0.replicas", "one", "expected numeric"),
+    (*SDEP, "spec.predictors.0.graph", _DELETE, "spec.predictors[0].graph: Required value"),
+    (*SDEP, "spec.protocol", "v3", "Unsupported value"),
+    (*SDEP, "spec.predictors.0.trafic", 100, ".spec.predictors[0].trafic: field not declared in schema"),
+    (*ISVC, "spec.predictor.minReplicas", "one", "expected numeric"),
+    (*ISVC, "spec.predictor.model.modelFormat", {"version": "1"}, "modelFormat.name: Required value"),
+    (*ISVC, "spec.predictor.scaleMetric", "gpu", "Unsupported value"),
     # A custom predictor cannot declare its protocol in KServe 0.15 (see servingruntime.yaml).
-    ("serving/kserve", "InferenceService", MODEL, "spec.predictor.protocolVersion", "v2", "unknown field"),
-    ("serving/plain", "Deployment", MODEL, "spec.replicas", "one", "spec.replicas"),
-    ("serving/plain", "Deployment", MODEL, "spec.selector", _DELETE, "spec.selector: Required value"),
-    ("serving/plain", "Deployment", MODEL, "spec.strategy.type", "Sideways", "Unsupported value"),
-    (
-        "serving/plain",
-        "Deployment",
-        MODEL,
-        "spec.template.spec.containers.0.securityContext.readOnlyRootFileSystem",
-        True,
-        "unknown field",
-    ),
+    (*ISVC, "spec.predictor.protocolVersion", "v2", ".spec.predictor.protocolVersion: field not declared"),
+    (*DEPLOY, "spec.replicas", "one", "spec.replicas"),
+    (*DEPLOY, "spec.selector", _DELETE, "spec.selector: Required value"),
+    (*DEPLOY, "spec.strategy.type", "Sideways", "Unsupported value"),
+    (*DEPLOY, "spec.template.spec.containers.0.securityContext.readOnlyRootFileSystem", True, "not declared"),
 ]
 
 
@@ -913,38 +895,101 @@ def can_i(plane, user: str, verb: str, resource: str, namespace: str | None, sub
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 
+#: (verb, group, resource, subresource, namespace) the deployer must NOT be allowed, beyond the
+#: other verbs and namespaces of its four kinds.
+DEPLOYER_DENIED = (
+    ("get", "", "secrets", "", "tabpipe-serving"),
+    ("list", "", "secrets", "", "tabpipe-serving"),
+    ("get", "", "secrets", "", "kubeflow"),
+    ("get", "", "pods", "", "tabpipe-serving"),
+    ("create", "", "pods", "exec", "tabpipe-serving"),
+    ("get", "", "pods", "log", "tabpipe-serving"),
+    ("get", "", "configmaps", "", "tabpipe-serving"),
+    ("get", "apps", "replicasets", "", "tabpipe-serving"),
+    ("patch", "apps", "deployments", "scale", "tabpipe-serving"),
+    ("update", "apps", "deployments", "status", "tabpipe-serving"),
+    ("create", "serving.kserve.io", "servingruntimes", "", "tabpipe-serving"),
+    ("create", "rbac.authorization.k8s.io", "rolebindings", "", "tabpipe-serving"),
+    ("create", "rbac.authorization.k8s.io", "roles", "", "tabpipe-serving"),
+    ("list", "rbac.authorization.k8s.io", "clusterroles", "", ""),
+    ("create", "rbac.authorization.k8s.io", "clusterrolebindings", "", ""),
+    ("list", "", "namespaces", "", ""),
+    ("create", "", "serviceaccounts", "token", "tabpipe-serving"),
+)
+
+
+def access_reviews(plane, user: str, checks: list[tuple[str, str, str, str, str]]) -> list[bool]:
+    """The API server's RBAC answers for ``user`` (a ServiceAccount, with the groups its token carries).
+
+    One SubjectAccessReview per check, sent in one List, so a matrix of hundreds takes one call;
+    it is the same authorizer ``kubectl auth can-i --as`` asks.
+    """
+    namespace = user.split(":")[2]
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
+    reviews = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user,
+                    "groups": groups,
+                    "resourceAttributes": {
+                        k: v
+                        for k, v in {
+                            "verb": verb,
+                            "group": group,
+                            "resource": resource,
+                            "subresource": subresource,
+                            "namespace": ns,
+                        }.items()
+                        if v
+                    },
+                },
+            }
+            for verb, group, resource, subresource, ns in checks
+        ],
+    }
+    result = plane.kubectl("create", "-f", "-", "-o", "json", stdin=json.dumps(reviews))
+    # kubectl prints one JSON object per created review, one after the other.
+    decoder, text, items = json.JSONDecoder(), result.stdout.strip(), []
+    while text:
+        item, end = decoder.raw_decode(text)
+        items.append(item)
+        text = text[end:].lstrip()
+    assert len(items) == len(checks)
+    return [bool(item["status"].get("allowed")) for item in items]
+
 
 def test_deployer_can_do_exactly_what_the_deploy_stage_does(applied) -> None:
     from tabpipe.cluster_deploy.rollout import REQUIRED_PERMISSIONS
 
     plane, _ = applied
+    expected: dict[tuple[str, str, str, str, str], bool] = {}
+    for group, resource, verbs in REQUIRED_PERMISSIONS:
+        for verb in VERBS:
+            for namespace in ("tabpipe-serving", "tabpipe", "kubeflow", "default"):
+                expected[(verb, group, resource, "", namespace)] = (
+                    namespace == "tabpipe-serving" and verb in verbs
+                )
+    expected.update({check: False for check in DEPLOYER_DENIED})
+    answers = dict(zip(expected, access_reviews(plane, DEPLOYER, list(expected)), strict=True))
+    wrong = {check: allowed for check, allowed in answers.items() if allowed != expected[check]}
+    assert not wrong, f"deployer access differs from REQUIRED_PERMISSIONS (check: allowed): {wrong}"
+    # The same answers through `kubectl auth can-i --as`: every allowed verb, and denials of each sort.
     for group, resource, verbs in REQUIRED_PERMISSIONS:
         qualified = f"{resource}.{group}" if group else resource
-        for verb in VERBS:
-            assert can_i(plane, DEPLOYER, verb, qualified, "tabpipe-serving") == (verb in verbs), (
-                f"{verb} {qualified}"
-            )
-            for namespace in ("tabpipe", "kubeflow", "default"):
-                assert not can_i(plane, DEPLOYER, verb, qualified, namespace), (
-                    f"{verb} {qualified} in {namespace}"
-                )
+        for verb in verbs:
+            assert can_i(plane, DEPLOYER, verb, qualified, "tabpipe-serving"), f"{verb} {qualified}"
     for verb, resource, namespace, subresource in (
+        ("list", "deployments.apps", "tabpipe-serving", ""),
+        ("update", "seldondeployments.machinelearning.seldon.io", "tabpipe-serving", ""),
+        ("create", "inferenceservices.serving.kserve.io", "tabpipe", ""),
         ("get", "secrets", "tabpipe-serving", ""),
-        ("list", "secrets", "tabpipe-serving", ""),
-        ("get", "secrets", "kubeflow", ""),
-        ("get", "pods", "tabpipe-serving", ""),
         ("create", "pods", "tabpipe-serving", "exec"),
-        ("get", "pods", "tabpipe-serving", "log"),
-        ("get", "configmaps", "tabpipe-serving", ""),
-        ("get", "replicasets.apps", "tabpipe-serving", ""),
-        ("patch", "deployments.apps", "tabpipe-serving", "scale"),
-        ("create", "servingruntimes.serving.kserve.io", "tabpipe-serving", ""),
-        ("create", "rolebindings.rbac.authorization.k8s.io", "tabpipe-serving", ""),
-        ("create", "roles.rbac.authorization.k8s.io", "tabpipe-serving", ""),
         ("list", "clusterroles.rbac.authorization.k8s.io", None, ""),
-        ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, ""),
-        ("list", "namespaces", None, ""),
-        ("create", "serviceaccounts", "tabpipe-serving", "token"),
     ):
         assert not can_i(plane, DEPLOYER, verb, resource, namespace, subresource), (
             f"{verb} {resource}/{subresource} in {namespace}"
