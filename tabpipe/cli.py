@@ -380,7 +380,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     spec = ServingSpec.model_validate_json(read_bytes(f"{bundle_uri}/bundle.json"))
     source = config.source
     data = open_source(source.uri)
-    frame = parse_table(data, source.resolved_format(), source.uri, config.contract.na_values)
+    frame = parse_table(data, source.resolved_format, source.uri, config.contract.na_values)
     rows, _ = split_xy(frame.dropna(subset=[config.target]).head(20), config)
 
     def check(url: str, version: str) -> None:

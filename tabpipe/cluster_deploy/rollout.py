@@ -28,6 +28,7 @@ from tabpipe.cluster_deploy.status import Rollout, rollout_of
 from tabpipe.errors import ServiceError, TabpipeError
 
 POLL_SECONDS = 0.5
+CONTROLLER_GRACE_SECONDS = 15.0
 STABLE_VERSION_ANNOTATION = "tabpipe.io/stable-version"
 STABLE_BUNDLE_ANNOTATION = "tabpipe.io/stable-bundle-uri"
 
@@ -240,7 +241,9 @@ def wait_for_rollout(
         ClusterDeployError: the controller reports a failure, or ``timeout`` seconds passed.
     """
     api_version, kind = kind_name or obj.TARGET_KIND[target]
-    deadline = time.monotonic() + timeout
+    # Past the object's own deadline by a grace period, so the controller's verdict (with its reason)
+    # arrives before this gives up with a bare timeout.
+    deadline = time.monotonic() + timeout + CONTROLLER_GRACE_SECONDS
     state = Rollout(waiting_for="the object")
     while time.monotonic() < deadline:
         current = cluster.get(api_version, kind, name, namespace)
@@ -253,7 +256,8 @@ def wait_for_rollout(
             return
         time.sleep(POLL_SECONDS)
     raise ClusterDeployError(
-        f"{kind} {namespace}/{name} not rolled out after {timeout:.0f} s (waiting for {state.waiting_for})"
+        f"{kind} {namespace}/{name} not rolled out after {timeout + CONTROLLER_GRACE_SECONDS:.0f} s "
+        f"(waiting for {state.waiting_for})"
     )
 
 
@@ -392,10 +396,8 @@ def _restore(
                         timeout,
                         kind_name=("apps/v1", "Deployment"),
                     )
-                done.append(
-                    f"{body['kind']} {meta['name']} is back to version "
-                    f"{served_before.version if served_before else 'as before'}"
-                )
+                back = f"back to version {served_before.version}" if served_before else "restored"
+                done.append(f"{body['kind']} {meta['name']} {back}")
     except TabpipeError as exc:
         return f"ROLLBACK FAILED: {exc}"
     return "; ".join(done)

@@ -24,6 +24,7 @@ from serving_support import PHISHING_CONFIG, Server, fit_model, write_bundle  # 
 from tabpipe.adapters import deploy as stage  # noqa: E402
 from tabpipe.adapters.files import write_frame  # noqa: E402
 from tabpipe.cli import main as cli  # noqa: E402
+from tabpipe.cluster_deploy.objects import object_name  # noqa: E402
 from tabpipe.cluster_deploy.rollout import ClusterDeployError  # noqa: E402
 from tabpipe.config import load_config  # noqa: E402
 from tabpipe.deploy import DeployTarget  # noqa: E402
@@ -61,7 +62,7 @@ def test_champion_moves_only_after_a_cluster_rollout_succeeds(
     sha = save_model(model, model_path)
     classes = json.dumps([c.item() for c in model.classes_])
     files = stage.ModelFiles(model=model_path, model_sha256=sha, classes_json=classes)
-    frame = parse_table(open_source(base.source.uri), base.source.resolved_format(), base.source.uri)
+    frame = parse_table(open_source(base.source.uri), base.source.resolved_format, base.source.uri)
     write_frame(frame.head(30), tmp_path / "test.parquet")
     name = config.registry.model_name
     registry = MlflowClient(mlflow_server)
@@ -102,7 +103,7 @@ def test_champion_moves_only_after_a_cluster_rollout_succeeds(
             namespace,
             "get",
             "deployment",
-            "phishing-classifier",
+            object_name(name),
             "-o",
             "jsonpath={.spec.template.spec.containers[0].image}",
         ).stdout
@@ -115,9 +116,8 @@ def test_champion_moves_only_after_a_cluster_rollout_succeeds(
         config_file = tmp_path / "config.yaml"
         import yaml
 
-        document = yaml.safe_load(PHISHING_CONFIG.read_text())
-        document["source"]["uri"] = str((PHISHING_CONFIG.parent / document["source"]["uri"]).resolve())
-        document["registry"]["bundle_store"] = "s3://tabpipe-models"
+        # The resolved config (contract inlined, paths absolute), as a user's YAML would load.
+        document = config.model_dump(mode="json", exclude_none=True)
         document["cluster"] = {"namespace": namespace}
         config_file.write_text(yaml.safe_dump(document))
         common = [
