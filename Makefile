@@ -26,7 +26,8 @@ MINIO_VERSION ?= v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_BIN := $(TOOLS)/bin/minio
 MINIO_ADDRESS ?= 127.0.0.1:9000
 MINIO_CONSOLE_ADDRESS ?= 127.0.0.1:9001
-KFP_HOST ?= http://localhost:8080
+# The KFP UI/API through kind-cluster.yaml's port mapping (18080: 8080 and 5000 stay free for local servers).
+KFP_HOST ?= http://localhost:18080
 PYTEST_ARGS ?=
 # make test: everything that needs no MinIO, control plane or Docker engine, and is not slow.
 FAST_TESTS := not slow and not storage and not cluster and not docker
@@ -163,7 +164,6 @@ $(MINIO_BIN):
 		GOFLAGS=-modcacherw go install github.com/minio/minio@$(MINIO_VERSION)
 
 # The test control plane (kube-apiserver, controller-manager, scheduler, KWOK, CRDs), built once into TABPIPE_CACHE.
-CONTROL_PLANE_STAMP := $(TABPIPE_CACHE)/crds/.done-v0.15.2-v3.6.5-v0.8.0
 control-plane:  ## build the test control plane's binaries into TABPIPE_CACHE (about 15 minutes cold, then instant)
 	bash controlplane/build.sh $(TABPIPE_CACHE)
 

@@ -42,14 +42,14 @@ fi
 
 # CRDs and KWOK's stage set, copied out of their modules so tests need no Go.
 crds=$cache/crds
-if [ ! -f "$crds/.done-$kserve_version-$argo_version-$kwok_version" ]; then
+if [ ! -f "$crds/.done-2-$kserve_version-$argo_version-$kwok_version" ]; then
   rm -rf "$crds" && mkdir -p "$crds/kserve" "$crds/argo"
   kserve_dir=$(go mod download -json "github.com/kserve/kserve@$kserve_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  cp "$kserve_dir"/config/crd/full/serving.kserve.io_inferenceservices.yaml "$crds/kserve/"
+  cp "$kserve_dir"/config/crd/full/serving.kserve.io_inferenceservices.yaml "$kserve_dir"/config/crd/full/serving.kserve.io_servingruntimes.yaml "$crds/kserve/"
   argo_dir=$(go mod download -json "github.com/argoproj/argo-workflows/v3@$argo_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   cp "$argo_dir"/manifests/base/crds/minimal/argoproj.io_*.yaml "$crds/argo/"
   kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$kwok_version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   kubectl kustomize "$kwok_dir/kustomize/stage/fast" > "$crds/kwok-stages-fast.yaml"
-  touch "$crds/.done-$kserve_version-$argo_version-$kwok_version"
+  touch "$crds/.done-2-$kserve_version-$argo_version-$kwok_version"
 fi
 echo "control plane binaries in $bin"

@@ -24,6 +24,11 @@ NAME_LABEL = "app.kubernetes.io/name"
 #: The container's name; Seldon matches it to the graph node of the same name.
 CONTAINER = "model"
 RUN_AS_USER = 10001
+#: The model server pods' ServiceAccount (manifests/serving/base): no API token, no Role.
+MODEL_SERVER_ACCOUNT = "tabpipe-model-server"
+#: KServe: the namespaced ServingRuntime (manifests/serving/kserve) running our server for this format.
+KSERVE_RUNTIME = "tabpipe"
+KSERVE_MODEL_FORMAT = "tabpipe-bundle"
 
 
 class ClusterTarget(enum.StrEnum):
@@ -125,7 +130,12 @@ def container(release: Release, target: ClusterTarget) -> dict[str, Any]:
         "command": ["tabpipe", "serve"],
         "args": ["--model", release.bundle_uri, "--host", "0.0.0.0", "--port", str(port)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "env": [{"name": "MINIO_ENDPOINT", "value": release.object_store_endpoint}],
+        # Read-only root filesystem: the bundle download and anything else written go to /tmp.
+        "env": [
+            {"name": "MINIO_ENDPOINT", "value": release.object_store_endpoint},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
         "envFrom": [{"secretRef": {"name": release.object_store_secret}}],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": port}, "periodSeconds": 10},
@@ -146,6 +156,7 @@ def container(release: Release, target: ClusterTarget) -> dict[str, Any]:
 def pod_spec(release: Release, target: ClusterTarget) -> dict[str, Any]:
     """The pod around :func:`container`; no API token, no service links (their env would leak names)."""
     return {
+        "serviceAccountName": MODEL_SERVER_ACCOUNT,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "fsGroup": RUN_AS_USER},
@@ -213,7 +224,9 @@ def seldon_predictor(release: Release, traffic: int) -> dict[str, Any]:
         "name": predictor_name(release.version),
         "replicas": release.replicas,
         "traffic": traffic,
-        "annotations": _annotations(release),
+        # No Seldon executor for a one-node graph: the one Seldon 1.17 injects drops no capabilities,
+        # so Pod Security "restricted" in the serving namespace would reject the pod.
+        "annotations": {**_annotations(release), "seldon.io/no-engine": "true"},
         "componentSpecs": [{"spec": pod_spec(release, ClusterTarget.SELDON)}],
         "graph": {"name": CONTAINER, "type": "MODEL", "children": []},
     }
@@ -235,17 +248,34 @@ def seldon_deployment(release: Release, predictors: list[dict[str, Any]]) -> dic
 
 
 def inference_service(release: Release, canary_percent: int | None = None) -> dict[str, Any]:
-    """A KServe InferenceService with our server as a custom predictor container (it speaks OIP v2).
+    """A KServe InferenceService: our ServingRuntime for the bundle, Open Inference Protocol v2.
 
-    With ``canary_percent`` KServe keeps the previously rolled-out revision for the rest of the traffic.
+    KServe 0.15's CRD declares ``protocolVersion`` only for a model served by a runtime (a bare
+    custom container cannot declare it), so the server runs as the ``tabpipe`` ServingRuntime and
+    the InferenceService adds the bundle's ``--model`` argument. With ``canary_percent`` KServe keeps
+    the previously rolled-out revision for the rest of the traffic (Serverless mode only).
     """
+    server = container(release, ClusterTarget.KSERVE)
     spec = pod_spec(release, ClusterTarget.KSERVE)
     predictor: dict[str, Any] = {
         "minReplicas": release.replicas,
+        "serviceAccountName": spec["serviceAccountName"],
         "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
         "securityContext": spec["securityContext"],
-        "containers": spec["containers"],
         "volumes": spec["volumes"],
+        "model": {
+            "modelFormat": {"name": KSERVE_MODEL_FORMAT, "version": "1"},
+            "runtime": KSERVE_RUNTIME,
+            "protocolVersion": "v2",
+            # The runtime's container is the same server; the model adds what differs per version.
+            "image": release.image,
+            "args": ["--model", release.bundle_uri],
+            "env": server["env"],
+            "envFrom": server["envFrom"],
+            "securityContext": server["securityContext"],
+            "volumeMounts": server["volumeMounts"],
+        },
     }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
@@ -259,9 +289,6 @@ def inference_service(release: Release, canary_percent: int | None = None) -> di
             # Tag routing gives the latest revision its own address, so a canary is smoke-tested alone.
             "annotations": {**_annotations(release), "serving.kserve.io/enable-tag-routing": "true"},
         },
-        # No protocolVersion: KServe 0.15's CRD has that field only on predictor.model (a ServingRuntime's
-        # model), not on a custom container predictor, and strict validation rejects it there. The
-        # container speaks the Open Inference Protocol (v2) whatever KServe is told.
         "spec": {"predictor": predictor},
     }
 

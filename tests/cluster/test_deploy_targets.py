@@ -52,7 +52,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{slug}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]}"
     control_plane.kubectl("create", "namespace", name)
     return name
 
@@ -259,7 +263,7 @@ def seldon_status(item: dict[str, Any]) -> dict[str, Any]:
 def kserve_status(item: dict[str, Any]) -> dict[str, Any]:
     """KServe's status for the current generation: Ready, or the predictor's revision failed."""
     generation = item["metadata"]["generation"]
-    if _image(item["spec"]["predictor"]) == BROKEN_IMAGE:
+    if item["spec"]["predictor"]["model"]["image"] == BROKEN_IMAGE:
         conditions = [
             {
                 "type": "PredictorReady",

@@ -50,8 +50,9 @@ def test_every_target_runs_the_same_non_root_server_on_the_bundle() -> None:
         obj.seldon_deployment(RELEASE, [obj.seldon_predictor(RELEASE, 100)])["spec"]["predictors"][0][
             "componentSpecs"
         ][0]["spec"],
-        obj.inference_service(RELEASE)["spec"]["predictor"],
     ]
+    model = obj.inference_service(RELEASE)["spec"]["predictor"]["model"]
+    assert model["args"] == ["--model", RELEASE.bundle_uri] and model["protocolVersion"] == "v2"
     for pod in pods:
         (container,) = pod["containers"]
         assert container["args"][:2] == ["--model", RELEASE.bundle_uri]
@@ -60,7 +61,7 @@ def test_every_target_runs_the_same_non_root_server_on_the_bundle() -> None:
         assert pod["automountServiceAccountToken"] is False
         # Credentials only by reference to a Secret, never as values.
         assert container["envFrom"] == [{"secretRef": {"name": "store"}}]
-        assert all("value" not in e or e["name"] == "MINIO_ENDPOINT" for e in container["env"])
+        assert {e["name"] for e in container["env"]} == {"MINIO_ENDPOINT", "HOME", "TMPDIR"}
 
 
 def test_the_canary_deployment_has_its_own_name_and_track_but_the_shared_service_selects_both() -> None:
