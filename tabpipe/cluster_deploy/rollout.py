@@ -28,6 +28,8 @@ from tabpipe.cluster_deploy.status import Rollout, rollout_of
 from tabpipe.errors import ServiceError, TabpipeError
 
 POLL_SECONDS = 0.5
+#: Where the deploy task mounts the tabpipe-deployer ServiceAccount's token Secret (token, ca.crt).
+DEPLOYER_TOKEN_DIR = "/var/run/secrets/tabpipe-deployer"
 CONTROLLER_GRACE_SECONDS = 15.0
 STABLE_VERSION_ANNOTATION = "tabpipe.io/stable-version"
 STABLE_BUNDLE_ANNOTATION = "tabpipe.io/stable-bundle-uri"
@@ -85,16 +87,32 @@ class Cluster:
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Cluster:
-        """In-cluster credentials inside a pod; otherwise ``kubeconfig`` (or the default one)."""
+        """The deployer account's mounted token inside a pipeline pod; else ``kubeconfig`` or the default.
+
+        KFP runs every task under the pipeline runner's account, which may not touch the serving
+        namespace; the deploy task alone mounts the ``tabpipe-deployer`` token Secret
+        (manifests/pipeline/deployer-rbac.yaml) and acts as that account.
+        """
         import os
 
-        from kubernetes import config
+        from kubernetes import client, config
 
+        token_file = os.path.join(DEPLOYER_TOKEN_DIR, "token")
         try:
+            if (
+                kubeconfig is None
+                and os.environ.get("KUBERNETES_SERVICE_HOST")
+                and os.path.exists(token_file)
+            ):
+                settings = client.Configuration()
+                host = os.environ["KUBERNETES_SERVICE_HOST"]
+                settings.host = f"https://{host}:{os.environ.get('KUBERNETES_SERVICE_PORT', '443')}"
+                settings.ssl_ca_cert = os.path.join(DEPLOYER_TOKEN_DIR, "ca.crt")
+                with open(token_file) as handle:
+                    settings.api_key = {"authorization": f"Bearer {handle.read().strip()}"}
+                return cls(client.ApiClient(settings))
             if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config()
-                from kubernetes import client
-
                 return cls(client.ApiClient())
             return cls(config.new_client_from_config(config_file=kubeconfig))
         except config.ConfigException as exc:
