@@ -33,7 +33,7 @@ PYTEST_ARGS ?=
 FAST_TESTS := not slow and not storage and not cluster and not docker
 
 .PHONY: help install run test test-all test-storage bytecode minio minio-up minio-down test-unit test-e2e lint format compile check-compiled bench-pipeline \
-        bench-serving serve serve-down predict deploy promote rollback control-plane test-cluster test-serving mlflow-up mlflow-down pipeline-run pipeline-upload schedule clean
+        bench-serving serve serve-down predict deploy promote rollback control-plane test-cluster cluster-secrets cluster-up cluster-down cluster-predict test-serving mlflow-up mlflow-down pipeline-run pipeline-upload schedule clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -132,6 +132,38 @@ pipeline-upload: $(STAMP)  ## upload the pipeline to KFP as a version named by t
 
 schedule: $(STAMP)  ## retrain CONFIG on CRON: one KFP recurring run on the uploaded version (re-running changes nothing)
 	$(BIN)/tabpipe schedule --config $(CONFIG) --host $(KFP_HOST) --cron "$(CRON)"
+
+# ---- A kind cluster with KFP, MinIO, MLflow and the serving namespace (manifests/README.md) ------------
+KIND_CLUSTER ?= tabpipe
+SERVING_TARGET_MANIFESTS ?= plain
+
+cluster-secrets:  ## write the gitignored credential files the manifests' secret generators read (random values)
+	python3 manifests/generate-secrets.py $(ARGS)
+
+cluster-up: cluster-secrets kind-load  ## kind cluster + our MinIO + MLflow + KFP 2.17.0 on it + serving namespace; waits until ready
+	kind get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || kind create cluster --config kind-cluster.yaml --name $(KIND_CLUSTER)
+	$(MAKE) --no-print-directory kind-load KIND_CLUSTER=$(KIND_CLUSTER)
+	kubectl apply -k manifests/base
+	kubectl -n tabpipe wait --for=condition=complete job/minio-buckets --timeout=10m
+	kubectl -n tabpipe rollout status deploy/mlflow --timeout=5m
+	kubectl apply -k manifests/kfp/cluster-scoped
+	kubectl wait --for condition=established --timeout=60s crd/applications.app.k8s.io
+	kubectl apply -k manifests/kfp
+	kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout=20m
+	kubectl apply -k manifests/pipeline
+	kubectl apply -k manifests/kind
+	kubectl apply -k manifests/serving/base
+	@echo "KFP UI: http://127.0.0.1:18080   then: make pipeline-upload; make pipeline-run"
+
+cluster-down:  ## delete the kind cluster (its volumes go with it)
+	kind delete cluster --name $(KIND_CLUSTER)
+
+cluster-predict: $(STAMP)  ## send rows to the in-cluster endpoint of TARGET through a kubectl port-forward (stopped by PID)
+	@set -euo pipefail; \
+	svc=$$($(BIN)/python -c "from tabpipe.config import load_config; from tabpipe.cluster_deploy.objects import object_name; print(object_name(load_config('$(CONFIG)').registry.model_name))"); \
+	kubectl -n tabpipe-serving port-forward --address 127.0.0.1 svc/$$svc 18765:8080 >/dev/null & pf=$$!; \
+	trap 'kill $$pf 2>/dev/null' EXIT; sleep 2; \
+	$(BIN)/tabpipe predict --config $(CONFIG) --url http://127.0.0.1:18765
 
 # ---- Cluster serving: deploy a registered version, then promote or roll back a canary -----------------
 # TARGET picks the serving stack; VERSION the registered version (its bundle must be on MinIO, which
