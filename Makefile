@@ -140,7 +140,7 @@ SERVING_TARGET_MANIFESTS ?= plain
 cluster-secrets:  ## write the gitignored credential files the manifests' secret generators read (random values)
 	python3 manifests/generate-secrets.py $(ARGS)
 
-cluster-up: cluster-secrets kind-load  ## kind cluster + our MinIO + MLflow + KFP 2.17.0 on it + serving namespace; waits until ready
+cluster-up: cluster-secrets image  ## kind cluster + our MinIO + MLflow + KFP 2.17.0 on it + serving namespace; waits until ready
 	kind get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || kind create cluster --config kind-cluster.yaml --name $(KIND_CLUSTER)
 	$(MAKE) --no-print-directory kind-load KIND_CLUSTER=$(KIND_CLUSTER)
 	kubectl apply -k manifests/base
