@@ -227,7 +227,11 @@ class ServingState:
             previous_state = self.state
             self.state = "LOADING"
             try:
-                active = self.build(load_uri(uri, self.config.tracking_uri))
+                try:
+                    loaded = load_uri(uri, self.config.tracking_uri)
+                except OSError as exc:  # a path the file system refuses (too long, a loop, ...)
+                    raise TabpipeError(f"cannot read {uri[:300]}: {exc.strerror or exc}") from None
+                active = self.build(loaded)
                 if expected_name is not None and active.name != expected_name:
                     raise TabpipeError(f"{uri} holds model {active.name!r}, not {expected_name!r}")
             except Exception as exc:
@@ -279,7 +283,7 @@ class ServingState:
         root = self.config.bundle_root
         try:
             inside = root is not None and Path(uri).resolve().is_relative_to(root.resolve())
-        except (ValueError, OSError):  # e.g. a NUL byte in the path
+        except (ValueError, OSError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
             inside = False
         if not inside:
             raise RequestError(400, f"parameters.uri: {uri!r} is outside the allowed bundle root {root}")

@@ -122,6 +122,29 @@ def choose_predictor_with_reason(
     return SklearnPredictor(model, spec), reason or "the spec records no ONNX export"
 
 
+def _load_skops(path: Path, expected_sha256: str) -> Any:
+    """:func:`tabpipe.modelio.load_model`, with an unreadable file reported as an integrity error.
+
+    A file whose checksum matches a rewritten record can still be garbage (not a zip,
+    a truncated archive, a broken schema): that is a bad artifact, not a server fault.
+
+    Raises:
+        ArtifactIntegrityError: the checksum or the trusted types disagree, or the file
+            cannot be read as a skops model.
+    """
+    from tabpipe.errors import TabpipeError
+    from tabpipe.modelio import load_model
+
+    try:
+        return load_model(path, expected_sha256)
+    except TabpipeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (skops raises zipfile, json, KeyError, ... on a bad file)
+        raise ArtifactIntegrityError(
+            f"{path}: cannot be read as a skops model ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
 def verify_bundle_dir(path: str | Path, expected_digest: str | None = None) -> None:
     """Check a bundle folder's files before anything in it is read (see the module docstring).
 
@@ -139,7 +162,11 @@ def verify_bundle_dir(path: str | Path, expected_digest: str | None = None) -> N
     from tabpipe.bundle import MANIFEST_FILENAME, has_manifest, verify_bundle
 
     bundle = Path(path)
-    if not bundle.is_dir():
+    try:
+        is_dir = bundle.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ConfigError(f"model bundle {str(bundle)[:300]}: {exc.strerror or exc}") from None
+    if not is_dir:
         raise ConfigError(f"model bundle {bundle} is not a directory")
     if has_manifest(bundle):
         verify_bundle(bundle, expected_digest)
@@ -171,14 +198,14 @@ def load_bundle_dir(path: str | Path, expected_digest: str | None = None) -> Loa
             match the spec's sha256 or holds untrusted types, or ``model.onnx`` does not
             match the spec's ``onnx_sha256``.
     """
-    from tabpipe.modelio import MODEL_FILENAME, load_model
+    from tabpipe.modelio import MODEL_FILENAME
 
     bundle = Path(path)
     verify_bundle_dir(bundle, expected_digest)
     spec = _read_spec(bundle / BUNDLE_SPEC_FILENAME)
     if not (bundle / MODEL_FILENAME).is_file():
         raise ConfigError(f"model bundle {bundle} has no {MODEL_FILENAME}")
-    model = load_model(bundle / MODEL_FILENAME, spec.sha256)
+    model = _load_skops(bundle / MODEL_FILENAME, spec.sha256)
     version = spec.version or "1"
     predictor, onnx_reason = choose_predictor_with_reason(bundle, spec, model)
     return LoadedModel(spec, predictor, version, time.time(), str(bundle), onnx_reason)
@@ -207,7 +234,7 @@ def load_registry(tracking_uri: str, model_uri: str, expected_digest: str | None
     from mlflow.exceptions import MlflowException
 
     from tabpipe.bundle import verify_bundle
-    from tabpipe.modelio import MODEL_FILENAME, load_model
+    from tabpipe.modelio import MODEL_FILENAME
     from tabpipe.tracking import BUNDLE_ARTIFACT_DIR, Tag, client, download_bundle_dir
 
     match = _REGISTRY_URI.match(model_uri)
@@ -264,7 +291,7 @@ def load_registry(tracking_uri: str, model_uri: str, expected_digest: str | None
                 f"{model_uri}: serving spec sha256 {spec.sha256[:12]}… does not match "
                 f"the registry tag {sha[:12]}…"
             )
-        model = load_model(bundle / MODEL_FILENAME, spec.sha256)
+        model = _load_skops(bundle / MODEL_FILENAME, spec.sha256)
         spec = spec.model_copy(update={"version": str(version.version)})
         predictor, onnx_reason = choose_predictor_with_reason(bundle, spec, model)
     return LoadedModel(spec, predictor, spec.version or "", time.time(), model_uri, onnx_reason)

@@ -249,9 +249,24 @@ class _Column:
             raise RequestError(
                 422, f"{where}: datatype BYTES needs strings, got {_type_name(bad[0])} ({_examples(bad)})"
             )
+        for i, value in enumerate(data):
+            # JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 consumer (onnxruntime,
+            # Arrow, logs) accepts: refuse them here rather than crash further down.
+            if value is not None and not value.isascii() and not _is_utf8(value):
+                raise RequestError(
+                    400, f"{where}.data[{i}]: not valid Unicode text (a lone surrogate such as \\ud800)"
+                )
         values = np.empty(len(data), dtype=object)
         values[:] = data
         return values
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_json(body: bytes) -> Any:
