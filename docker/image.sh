@@ -46,7 +46,10 @@ done
 
 labels=$("$python" -m tabpipe.docker_runner labels)
 started=$(date +%s)
-echo "image: building $tag on $base"
+mkdir -p "$root"
+log="$root/image-build.log"
+echo "image: building $tag on $base (steps below; full log: $log)"
+set +e  # the build's own status is read below (PIPESTATUS), not the filter's
 # shellcheck disable=SC2086  # $labels is several --label k=v words
 docker build \
     --network="${BUILD_NETWORK:-host}" \
@@ -55,6 +58,13 @@ docker build \
     --build-arg EXTRA_CA_CERTS="$extra_ca" \
     $labels \
     --tag "$tag" \
-    "$here/.."
+    "$here/.." 2>&1 | tee "$log" | { grep --line-buffered -E '^Step [0-9]+/|^#[0-9]+ \[' | cut -c1-120 || true; }
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -ne 0 ]]; then
+    echo "image: docker build failed (exit $status); the end of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit "$status"
+fi
 size=$(docker image inspect "$tag" --format '{{.Size}}')
 echo "image: $tag built in $(($(date +%s) - started))s on $base ($((size / 1000000)) MB)"
