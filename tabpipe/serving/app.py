@@ -17,6 +17,7 @@ loaded answers 503.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -342,11 +343,17 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             except RequestError as exc:
                 model, version = labels(state.active, request.path_params.get("name"))
                 response = _error(exc.status, exc.message)
+                if exc.status == 413:
+                    # The body was drained or refused unread: start afresh on a new connection.
+                    response.headers["Connection"] = "close"
+                else:
+                    await _discard_unread_body(request)
             except AuthError as exc:
                 model, version = labels(state.active, request.path_params.get("name"))
                 response = _error(exc.status, exc.message)
                 if exc.status == 401:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="tabpipe-serving"'
+                await _discard_unread_body(request)
             except Exception:
                 log.exception("unexpected error on %s", request.url.path)
                 response = _error(500, "internal server error")
@@ -524,8 +531,50 @@ def _binary_response(payload: dict[str, Any], outputs: list[Output], binary: fro
     )
 
 
+#: How much of a too-large body is read and thrown away so the client can read its 413.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+#: How long draining may take before the connection is closed anyway.
+DRAIN_SECONDS = 30.0
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
+    """Read and discard up to ``budget`` bytes for at most :data:`DRAIN_SECONDS`.
+
+    A server that answers 413 and closes with the body still arriving makes the
+    client's TCP stack see a reset: its sends fail and it never reads the answer
+    (http.client, requests, urllib). Reading the rest first (bounded in bytes and
+    time, never kept) lets the 413 through; only a body past the bound is cut off.
+    """
+    with contextlib.suppress(TimeoutError, ClientDisconnect):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in chunks:
+                budget -= len(chunk)
+                if budget < 0:
+                    return
+
+
+async def _discard_unread_body(request: Request) -> None:
+    """Drain a body an early refusal (401, 404, 503, ...) left unread, for the same reason as a 413's."""
+    if request.method != "POST" or getattr(request.state, "body_read", False):
+        return
+    declared = request.headers.get("content-length")
+    if declared == "0" or (
+        declared is None and "chunked" not in request.headers.get("transfer-encoding", "")
+    ):
+        return
+    request.state.body_read = True
+    with contextlib.suppress(RuntimeError):  # consumed after all
+        await _drain(request.stream(), DRAIN_MAX_BYTES)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes by header and by actual size."""
+    """The request body, refusing more than ``limit`` bytes by header and by actual size.
+
+    A too-large body is answered 413 with ``Connection: close`` after the rest of it
+    is read and discarded (:func:`_drain`), so the client reads the status instead of
+    a connection reset. With ``Expect: 100-continue`` the 413 goes before the body.
+    """
+    request.state.body_read = True
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -533,12 +582,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise RequestError(400, "Content-Length: not an integer") from None
         if size > limit:
-            raise RequestError(413, f"request body of {size} bytes exceeds the limit of {limit}")
+            message = f"request body of {size} bytes exceeds the limit of {limit}"
+            # uvicorn sends "100 Continue" only once the body is read: not reading it refuses it cleanly.
+            if "100-continue" not in request.headers.get("expect", "").lower() and size <= DRAIN_MAX_BYTES:
+                await _drain(request.stream(), size)
+            raise RequestError(413, message)
     chunks: list[bytes] = []
     read = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         read += len(chunk)
         if read > limit:
+            await _drain(stream, DRAIN_MAX_BYTES)
             raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
