@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from tabpipe.serving.launcher import DEFAULT_SERVE_PORT
-from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
+from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_ROWS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per request")
     parser.add_argument(
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="request body size"
+    )
+    parser.add_argument(
+        "--max-inflight",
+        type=int,
+        default=DEFAULT_MAX_INFLIGHT,
+        help="infer requests in progress at once (REST and gRPC); more answer 503 with Retry-After: 1",
     )
     parser.add_argument(
         "--bundle-root",
@@ -102,8 +108,8 @@ def serve(args: argparse.Namespace) -> int:
     from tabpipe.serving.auth import TOKEN_ENV, AdminToken
     from tabpipe.serving.validation import Limits
 
-    if args.max_rows < 1 or args.max_body_bytes < 1:
-        raise SystemExit("--max-rows and --max-body-bytes must be positive")
+    if args.max_rows < 1 or args.max_body_bytes < 1 or getattr(args, "max_inflight", 1) < 1:
+        raise SystemExit("--max-rows, --max-body-bytes and --max-inflight must be positive")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -125,7 +131,11 @@ def serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         model_uri=args.model,
         tracking_uri=args.tracking_uri,
-        limits=Limits(max_rows=args.max_rows, max_body_bytes=args.max_body_bytes),
+        limits=Limits(
+            max_rows=args.max_rows,
+            max_body_bytes=args.max_body_bytes,
+            max_inflight=getattr(args, "max_inflight", DEFAULT_MAX_INFLIGHT),
+        ),
         bundle_root=args.bundle_root,
         admin=admin,
         grpc_port=getattr(args, "grpc_port", None),

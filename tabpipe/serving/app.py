@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from tabpipe.serving.auth import AdminToken, AuthError
 from tabpipe.serving.binary import HEADER as BINARY_HEADER
 from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ModelMetrics, ServingMetrics
+from tabpipe.serving.request_error import Busy
 from tabpipe.serving.store import LoadedModel, is_registry_uri, load_uri
 from tabpipe.serving.validation import CONTRACT_DATATYPE, DecodedRequest, Limits, RequestDecoder, RequestError
 
@@ -191,6 +192,32 @@ class ServerConfig:
             self.bundle_root = Path(self.model_uri).resolve().parent
 
 
+class Admission:
+    """Counts infer requests in progress (REST and gRPC) and refuses those over the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.current = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place while the block runs.
+
+        Raises:
+            Busy: 503 with ``Retry-After: 1`` when ``limit`` requests are in progress already.
+        """
+        with self._lock:
+            if self.current >= self.limit:
+                raise Busy(503, f"the server has {self.limit} requests in progress; retry shortly", 1)
+            self.current += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.current -= 1
+
+
 class ServingState:
     """The model being served and the load machinery around it."""
 
@@ -202,6 +229,16 @@ class ServingState:
         self.state = "UNAVAILABLE"
         self.reason = "not loaded yet"
         self._load_lock = threading.Lock()
+        self.admission = Admission(config.limits.max_inflight)
+
+    def check_not_loading(self) -> None:
+        """Refuse a load while another runs: loads are one at a time, and a queue of them helps no one.
+
+        Raises:
+            Busy: 429 with ``Retry-After: 5``.
+        """
+        if self._load_lock.locked():
+            raise Busy(429, "another load is in progress; retry when it has finished", 5)
 
     def build(self, loaded: LoadedModel) -> ActiveModel:
         """Wrap a loaded model with its decoder, metrics and metadata."""
@@ -348,6 +385,8 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                     response.headers["Connection"] = "close"
                 else:
                     await _discard_unread_body(request)
+                if isinstance(exc, Busy):
+                    response.headers["Retry-After"] = str(exc.retry_after)
             except AuthError as exc:
                 model, version = labels(state.active, request.path_params.get("name"))
                 response = _error(exc.status, exc.message)
@@ -381,6 +420,10 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
 
     async def infer(request: Request) -> tuple[Response, str, str]:
         active = resolve(request)  # one snapshot: a swap mid-request does not affect it
+        with state.admission.admit():
+            return await infer_admitted(request, active)
+
+    async def infer_admitted(request: Request, active: ActiveModel) -> tuple[Response, str, str]:
         body = await _read_body(request, config.limits.max_body_bytes)
         header_length = request.headers.get(BINARY_HEADER)  # the binary tensor extension
         decoder = active.decoder
@@ -433,6 +476,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 raise RequestError(400, "parameters.uri: no model URI given and none configured")
         else:
             state.check_load_uri(uri)
+        state.check_not_loading()
         try:
             active = await run_in_threadpool(state.load, uri, name)
         except TabpipeError as exc:

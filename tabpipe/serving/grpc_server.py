@@ -49,6 +49,7 @@ _STATUS = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     503: grpc.StatusCode.UNAVAILABLE,
 }
@@ -289,9 +290,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
         def work() -> tuple[Any, str, str]:
             active = self._resolve(request.model_name, request.model_version)
-            document, binary = request_to_dict(request)
-            decoded = active.decoder.decode_request(document, binary)
-            outputs = predict(active, decoded)
+            with self.state.admission.admit():
+                document, binary = request_to_dict(request)
+                decoded = active.decoder.decode_request(document, binary)
+                outputs = predict(active, decoded)
             response = pb.ModelInferResponse(model_name=active.name, model_version=active.version)
             if decoded.id is not None:
                 response.id = decoded.id
@@ -344,6 +346,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     raise RequestError(400, "parameters.uri: no model URI given and none configured")
             else:
                 state.check_load_uri(uri)
+            state.check_not_loading()
             try:
                 active = state.load(uri, request.model_name)
             except TabpipeError as exc:

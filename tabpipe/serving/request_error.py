@@ -17,3 +17,11 @@ class RequestError(Exception):
         self.status = status
         self.message = message
         self.violations = violations or []
+
+
+class Busy(RequestError):
+    """The server is at a limit for now: 503 or 429 with a ``Retry-After`` the client should honour."""
+
+    def __init__(self, status: int, message: str, retry_after: int) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after

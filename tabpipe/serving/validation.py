@@ -49,6 +49,7 @@ from tabpipe.serving_spec import ServingSpec
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT = 64
 
 _INT_RANGES = {
     "INT8": (-(2**7), 2**7 - 1),
@@ -102,6 +103,8 @@ class Limits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Requests of at most this many rows try the plain-Python fast path first.
     fast_path_rows: int = DEFAULT_FAST_PATH_ROWS
+    #: Infer requests in progress at once (REST and gRPC together); more answer 503 with Retry-After.
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
 
 
 @dataclass(frozen=True)
