@@ -52,7 +52,7 @@ bytecode:  ## precompile the project's modules (each pipeline task then skips co
 
 install: $(STAMP)  ## create .venv and install the project with dev tools
 
-run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN)) $(if $(filter docker,$(RUNNER)),image)  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set
+run: $(STAMP) bytecode $(if $(filter minio,$(STORE)),$(MINIO_BIN)) $(if $(filter docker,$(RUNNER)),image)  ## run the whole pipeline locally (kfp.local + local MLflow server); CONFIG=... for another data set; RUNNER=docker: each task in the image
 	$(BIN)/tabpipe run --config $(CONFIG) --tracking-uri $(MLFLOW_URI) --state-dir $(STATE_DIR) \
 		--serving-url $(SERVING_URL) $(if $(REUSE),--reuse-servers) \
 		--store $(STORE) --minio-binary $(MINIO_BIN) --minio-address $(MINIO_ADDRESS) \
