@@ -13,6 +13,14 @@ Endpoints (see ``openapi.yaml`` next to this file):
 Bad requests answer 400/413/422 (see :mod:`tabpipe.serving.validation`); an
 unknown model or version answers 404, and anything before the first model is
 loaded answers 503.
+
+The repository endpoints need the operator's bearer token (:mod:`tabpipe.serving.auth`;
+403 when none is configured, 401 for a missing or wrong one); inference too when asked.
+Infer bodies may use the binary tensor data extension (:mod:`tabpipe.serving.binary`).
+At most ``Limits.max_inflight`` infer requests run at once (503 with ``Retry-After``),
+and one load at a time (429). A too-large body is read and discarded, bounded, before
+its 413, so the client can read it. The same state also answers gRPC
+(:mod:`tabpipe.serving.grpc_server`) when a gRPC port is configured.
 """
 
 from __future__ import annotations
