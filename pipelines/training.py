@@ -47,7 +47,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
     so a run can be started from the KFP dashboard as is: the default config with
     its data paths inside the image, the in-cluster MLflow service, and an empty
     ``code_version``, which the tasks replace with the version of the code installed
-    in the image (``tabpipe pipeline-upload`` bakes the exact version into the
+    in the image (``tabpipe upload``, ``make pipeline-upload``, bakes the exact version into the
     uploaded pipeline version instead). The defaults are deterministic, so the
     committed YAML only changes when the config or the pipeline does.
     """
