@@ -17,6 +17,6 @@ cd "$repo"
 # Generated code is not linted (its own style), and says so.
 for file in tabpipe/serving/oip/grpc_predict_v2_pb2.py tabpipe/serving/oip/grpc_predict_v2_pb2.pyi \
   tabpipe/serving/oip/grpc_predict_v2_pb2_grpc.py; do
-  { echo "# ruff: noqa"; cat "$file"; } > "$file.tmp" && mv "$file.tmp" "$file"
+  { echo "# ruff: noqa"; echo "# fmt: off"; cat "$file"; } > "$file.tmp" && mv "$file.tmp" "$file"
 done
 echo "generated $(ls tabpipe/serving/oip/grpc_predict_v2_pb2*.py* | tr '\n' ' ')"
