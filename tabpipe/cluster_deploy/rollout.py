@@ -252,6 +252,7 @@ def wait_for_rollout(
     version: str,
     timeout: float,
     kind_name: tuple[str, str] | None = None,
+    restoring: bool = False,
 ) -> None:
     """Wait until the controller reports ``version`` rolled out.
 
@@ -267,7 +268,7 @@ def wait_for_rollout(
         current = cluster.get(api_version, kind, name, namespace)
         if current is None:
             raise ClusterDeployError(f"{kind} {namespace}/{name} disappeared during its rollout")
-        state = rollout_of(target, current, version)
+        state = rollout_of(target, current, version, restoring=restoring)
         if state.failure:
             raise ClusterDeployError(f"{kind} {namespace}/{name}: {state.failure}")
         if state.done:
@@ -413,6 +414,7 @@ def _restore(
                         served_before.version,
                         timeout,
                         kind_name=("apps/v1", "Deployment"),
+                        restoring=True,
                     )
                 back = f"back to version {served_before.version}" if served_before else "restored"
                 done.append(f"{body['kind']} {meta['name']} {back}")

@@ -27,12 +27,20 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
 
 
-def deployment_rollout(obj: dict[str, Any]) -> Rollout:
-    """A Deployment's rollout, judged as ``kubectl rollout status`` does."""
+def deployment_rollout(obj: dict[str, Any], old_may_linger: bool = False) -> Rollout:
+    """A Deployment's rollout, judged as ``kubectl rollout status`` does.
+
+    With ``old_may_linger`` (a rollback) it is done once every replica of the restored version is
+    available, even while pods of the failed version are still terminating: those never served.
+    """
     spec, status = obj.get("spec", {}), obj.get("status") or {}
     generation = obj.get("metadata", {}).get("generation", 0)
     if status.get("observedGeneration", 0) < generation:
         return Rollout(waiting_for="the controller to see the new spec")
+    replica_failure = _condition(status, "ReplicaFailure")
+    if replica_failure and replica_failure.get("status") == "True":
+        # Pods cannot even be created (a missing ServiceAccount, a quota, admission): waiting cannot help.
+        return Rollout(failure=f"pods cannot be created: {replica_failure.get('message', '')}".strip())
     progressing = _condition(status, "Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Rollout(failure=f"progress deadline exceeded: {progressing.get('message', '')}".strip())
@@ -40,7 +48,7 @@ def deployment_rollout(obj: dict[str, Any]) -> Rollout:
     updated = status.get("updatedReplicas", 0)
     if updated < wanted:
         return Rollout(waiting_for=f"{updated} of {wanted} new replicas updated")
-    if status.get("replicas", 0) > updated:
+    if status.get("replicas", 0) > updated and not old_may_linger:
         return Rollout(waiting_for=f"{status.get('replicas', 0) - updated} old replicas to terminate")
     if status.get("availableReplicas", 0) < updated:
         return Rollout(
@@ -97,10 +105,10 @@ def kserve_rollout(obj: dict[str, Any]) -> Rollout:
     return Rollout(done=True)
 
 
-def rollout_of(target: ClusterTarget, obj: dict[str, Any], version: str) -> Rollout:
-    """The rollout state of ``obj`` deploying ``version`` with ``target``."""
+def rollout_of(target: ClusterTarget, obj: dict[str, Any], version: str, restoring: bool = False) -> Rollout:
+    """The rollout state of ``obj`` deploying ``version`` with ``target`` (``restoring``: a rollback)."""
     if target is ClusterTarget.PLAIN:
-        return deployment_rollout(obj)
+        return deployment_rollout(obj, old_may_linger=restoring)
     if target is ClusterTarget.SELDON:
         return seldon_rollout(obj, version)
     return kserve_rollout(obj)

@@ -380,8 +380,8 @@ class ControlPlane:
             "options": {
                 "enableCRDs": [],
                 "nodeLeaseParallelism": 2,
-                "podPlayStageParallelism": 4,
-                "nodePlayStageParallelism": 2,
+                "podPlayStageParallelism": 8,
+                "nodePlayStageParallelism": 4,
                 "cidr": "10.0.0.1/24",
                 "nodeIP": "10.0.0.1",
             },

@@ -24,7 +24,7 @@ from serving_support import PHISHING_CONFIG, Server, fit_model, write_bundle  # 
 from tabpipe.adapters import deploy as stage  # noqa: E402
 from tabpipe.adapters.files import write_frame  # noqa: E402
 from tabpipe.cli import main as cli  # noqa: E402
-from tabpipe.cluster_deploy.objects import object_name  # noqa: E402
+from tabpipe.cluster_deploy.objects import MODEL_SERVER_ACCOUNT, object_name  # noqa: E402
 from tabpipe.cluster_deploy.rollout import ClusterDeployError  # noqa: E402
 from tabpipe.config import load_config  # noqa: E402
 from tabpipe.deploy import DeployTarget  # noqa: E402
@@ -48,6 +48,7 @@ def test_champion_moves_only_after_a_cluster_rollout_succeeds(
         monkeypatch.setenv(key, value)
     namespace = "stage-plain"
     control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("-n", namespace, "create", "serviceaccount", MODEL_SERVER_ACCOUNT)
     base = load_config(PHISHING_CONFIG)
     config, model, _ = fit_model(PHISHING_CONFIG, keep=0)
     config = config.model_copy(

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 from serving_support import PHISHING_CONFIG, Server, fit_model, write_bundle  # noqa: E402
 
 from tabpipe.cluster_deploy import rollout  # noqa: E402
-from tabpipe.cluster_deploy.objects import ClusterTarget, Release  # noqa: E402
+from tabpipe.cluster_deploy.objects import MODEL_SERVER_ACCOUNT, ClusterTarget, Release  # noqa: E402
 from tabpipe.deploy import smoke_test  # noqa: E402
 from tabpipe.errors import TabpipeError  # noqa: E402
 
@@ -51,14 +51,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     import hashlib
     import re
 
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{slug}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]}"
     control_plane.kubectl("create", "namespace", name)
-    return name
+    # The model server pods' account, as manifests/serving/base creates it in the serving namespace.
+    control_plane.kubectl("-n", name, "create", "serviceaccount", MODEL_SERVER_ACCOUNT)
+    yield name
+    # Fewer pods for KWOK to play in the next tests.
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -150,6 +154,16 @@ def test_a_first_deploy_that_fails_leaves_nothing_behind(
         )
     listed = control_plane.kubectl("-n", namespace, "get", "deployments,services", "-o", "name").stdout
     assert listed.strip() == ""
+
+
+def test_pods_that_cannot_be_created_fail_the_rollout_at_once_with_the_reason(
+    control_plane: ControlPlane, cluster, namespace: str, served
+) -> None:
+    control_plane.kubectl("-n", namespace, "delete", "serviceaccount", MODEL_SERVER_ACCOUNT)
+    started = time.monotonic()
+    with pytest.raises(rollout.ClusterDeployError, match="pods cannot be created.*serviceaccount"):
+        _deploy(cluster, ClusterTarget.PLAIN, _release(namespace, "1"), served)
+    assert time.monotonic() - started < 30
 
 
 def test_a_failed_smoke_test_restores_the_previous_version(

@@ -94,6 +94,27 @@ def test_a_deployment_is_rolled_out_only_when_every_new_replica_is_available() -
     ).done
 
 
+def test_a_rollback_is_done_once_the_restored_version_is_available_while_failed_pods_terminate() -> None:
+    lingering = _deployment(observedGeneration=2, updatedReplicas=2, replicas=3, availableReplicas=2)
+    assert not deployment_rollout(lingering).done
+    assert deployment_rollout(lingering, old_may_linger=True).done
+
+
+def test_pods_that_cannot_be_created_fail_at_once() -> None:
+    refused = _deployment(
+        observedGeneration=2,
+        conditions=[
+            {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": "FailedCreate",
+                "message": 'pods "x-" is forbidden: error looking up service account',
+            }
+        ],
+    )
+    assert "service account" in deployment_rollout(refused).failure
+
+
 def test_a_deployment_past_its_progress_deadline_has_failed() -> None:
     stuck = _deployment(
         observedGeneration=2,
