@@ -51,7 +51,7 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
     uploaded pipeline version instead). The defaults are deterministic, so the
     committed YAML only changes when the config or the pipeline does.
     """
-    from tabpipe.submit import pipeline_defaults
+    from tabpipe.cluster_params import pipeline_defaults
 
     defaults = pipeline_defaults()
 

@@ -34,18 +34,24 @@ LAYERS: dict[str, int] = {
     "tabpipe.artifacts": 0,
     "tabpipe.log": 0,
     "tabpipe.version": 0,
+    # The pipeline run's id from the environment; needs only errors, used from the guard up.
+    "tabpipe.run_id": 1,
     "tabpipe.contract": 1,
     "tabpipe.estimators": 1,
     "tabpipe.config": 2,
     # Below file I/O (not beside it) because io.open_source reads s3:// through it; it needs only errors.
     "tabpipe.objectstore": 2,
     "tabpipe.io": 3,
+    # A cluster run's parameters: the config with image paths; the pipeline wiring compiles them in.
+    "tabpipe.cluster_params": 3,
     "tabpipe.features": 3,
     "tabpipe.modelio": 4,
     "tabpipe.serving_spec": 4,
     "tabpipe.onnx": 5,
     "tabpipe.tracking": 5,
     "tabpipe.mlflow_server": 5,
+    # The KFP API client (one-line errors), beside the MLflow client; submit and the CLI use it.
+    "tabpipe.kfp_client": 5,
     "tabpipe.bundle": 5,
     "tabpipe.stages": 6,
     "tabpipe.serving": 6,
