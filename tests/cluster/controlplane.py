@@ -192,6 +192,9 @@ class ControlPlane:
                 f"--root-ca-file={certs / 'ca.crt'}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                 "--concurrent-deployment-syncs=5",
+                # On a busy 2-core machine KWOK's lease renewals can lag; the default 40 s grace would
+                # then mark the node NotReady and evict pods in the middle of a rollout test.
+                "--node-monitor-grace-period=600s",
             ],
         )
         scheduler_kubeconfig = self._write_kubeconfig("scheduler", tokens["scheduler"])
@@ -230,7 +233,7 @@ class ControlPlane:
         as_user: str | None = None,
         check: bool = True,
         stdin: str | None = None,
-        timeout: float = 120,
+        timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane (``as_user`` impersonates, e.g. a ServiceAccount)."""
         command = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
