@@ -502,10 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--report", type=Path, help="also write the JSON report here")
     check.set_defaults(func=_cmd_validate)
 
+    from tabpipe.kfp_client import DEFAULT_HOST
     from tabpipe.submit import CLUSTER_TRACKING_URI, DEFAULT_CRON, IMAGE_ROOT
 
     def kfp_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--host", default="http://localhost:8080", help="KFP API (kubectl port-forward)")
+        command.add_argument("--host", default=DEFAULT_HOST, help=f"KFP API and UI (default {DEFAULT_HOST})")
         command.add_argument("--ui-url", help="KFP UI base URL for the printed links (default: --host)")
         command.add_argument(
             "--package", type=Path, help="compiled pipeline (default: pipelines/training_pipeline.yaml)"

@@ -25,10 +25,13 @@ T = TypeVar("T")
 
 #: The KFP v2beta1 endpoint asked before anything else (also what ``kfp.Client()`` asks first).
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
-#: How a user gets the API on the default install (README, kind-cluster.yaml).
+#: Where the API is on the project's cluster: kind-cluster.yaml maps the KFP UI (which proxies the API) there.
+DEFAULT_HOST = "http://localhost:18080"
+#: How a user gets the API (README, manifests/README.md).
 PORT_FORWARD_HINT = (
-    "is it port-forwarded? (kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80), "
-    "or pass --host (make: KFP_HOST=...)"
+    f"is the cluster up (make cluster-up serves KFP at {DEFAULT_HOST}) or a port-forward running "
+    "(kubectl -n kubeflow port-forward svc/ml-pipeline-ui 18080:80)? "
+    "--host (make: KFP_HOST=) points elsewhere"
 )
 
 

@@ -248,7 +248,8 @@ def test_unreachable_api_is_one_line_and_non_zero(command: str, tmp_path: Path) 
     assert result.returncode == 1
     line = _one_line_error(result)
     assert line.startswith(f"error: cannot reach the KFP API at {host} (Connection refused)")
-    assert "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80" in line
+    assert "make cluster-up serves KFP at http://localhost:18080" in line
+    assert "kubectl -n kubeflow port-forward svc/ml-pipeline-ui 18080:80" in line
     assert result.stdout == ""
 
 
