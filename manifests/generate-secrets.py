@@ -5,15 +5,15 @@ One MinIO key pair (and one serving admin token) is generated with :mod:`secrets
 under the key names each consumer expects, into the ``secrets/`` folder of the overlay that
 generates its Secret (kustomize only reads files inside an overlay's own folder):
 
-=====================================================  ==========================  ================
-file                                                   keys                        Secret (namespace)
-=====================================================  ==========================  ================
-base/secrets/minio-root.env                            MINIO_ROOT_USER/PASSWORD    minio-root-<hash> (tabpipe)
-pipeline/secrets/pipeline-store.env                    AWS_ACCESS_KEY_ID/SECRET    tabpipe-pipeline-store (kubeflow)
-kfp/secrets/mlpipeline-minio-artifact.env              accesskey, secretkey        mlpipeline-minio-artifact (kubeflow)
-serving/base/secrets/serving-store.env                 AWS_ACCESS_KEY_ID/SECRET    tabpipe-serving-store (tabpipe-serving)
-serving/base/secrets/admin-token.env                   token                       tabpipe-serving-admin-token (tabpipe-serving)
-=====================================================  ==========================  ================
+=========================================  ==========================  ================
+file                                       keys                        Secret (namespace)
+=========================================  ==========================  ================
+base/secrets/minio-root.env                MINIO_ROOT_USER/PASSWORD    minio-root-<hash> (tabpipe)
+pipeline/secrets/pipeline-store.env        AWS_ACCESS_KEY_ID/SECRET    tabpipe-pipeline-store (kubeflow)
+kfp/secrets/mlpipeline-minio-artifact.env  accesskey, secretkey        mlpipeline-minio-artifact (kubeflow)
+serving/base/secrets/serving-store.env     AWS_ACCESS_KEY_ID/SECRET    tabpipe-serving-store (tabpipe-serving)
+serving/base/secrets/admin-token.env       token                       tabpipe-serving-admin-token (serving ns)
+=========================================  ==========================  ================
 
 The files are gitignored (``manifests/.gitignore``), created with mode 0600 in a 0700 folder,
 and never printed. Existing files are kept: a missing one is filled in from the MinIO pair
@@ -78,6 +78,7 @@ def write_private(path: Path, lines: list[str], force: bool) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the credential files that are missing (or all of them with --force); never print values."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="generate a new key pair and token (rotation)")
     parser.add_argument(
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         values = read_env(primary)
         user, password = values.get("MINIO_ROOT_USER", ""), values.get("MINIO_ROOT_PASSWORD", "")
         if not (user and password):
-            print(f"error: {primary} lacks MINIO_ROOT_USER or MINIO_ROOT_PASSWORD; rerun with --force", file=sys.stderr)
+            message = f"error: {primary} lacks MINIO_ROOT_USER or MINIO_ROOT_PASSWORD; rerun with --force"
+            print(message, file=sys.stderr)
             return 1
     else:
         # MinIO wants at least 3 characters of user and 8 of password; these are far longer.
