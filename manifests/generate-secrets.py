@@ -12,7 +12,7 @@ base/secrets/minio-root.env                MINIO_ROOT_USER/PASSWORD    minio-roo
 pipeline/secrets/pipeline-store.env        AWS_ACCESS_KEY_ID/SECRET    tabpipe-pipeline-store (kubeflow)
 kfp/secrets/mlpipeline-minio-artifact.env  accesskey, secretkey        mlpipeline-minio-artifact (kubeflow)
 serving/base/secrets/serving-store.env     AWS_ACCESS_KEY_ID/SECRET    tabpipe-serving-store (tabpipe-serving)
-serving/base/secrets/admin-token.env       token                       tabpipe-serving-admin-token (serving ns)
+serving/base/secrets/admin-token.env       token                       tabpipe-serving-admin-token (same)
 =========================================  ==========================  ================
 
 The files are gitignored (``manifests/.gitignore``), created with mode 0600 in a 0700 folder,
