@@ -11,7 +11,8 @@ Layers, lowest first (the README's architecture section draws them):
 6. stage logic (``tabpipe.stages.*``), serving, the deploy client, champion policy;
 7. the cluster deploy targets (Seldon, KServe, plain Deployment);
 8. stage adapters (files in, files out) and the stage guard;
-9. KFP components; 10. the pipeline wiring; 11. local runner and submit; 12. the CLI.
+9. KFP components; 10. the pipeline wiring; 11. submit; 12. the Docker runner; 13. the local
+runner; 14. the CLI.
 
 A module may import from a lower layer, or from its own package (for the stages,
 its own stage). Imports under ``if TYPE_CHECKING:`` are ignored: they never run.
@@ -65,9 +66,11 @@ LAYERS: dict[str, int] = {
     "tabpipe.guard": 8,
     "components": 9,
     "pipelines": 10,
-    "tabpipe.local_run": 11,
     "tabpipe.submit": 11,
-    "tabpipe.cli": 12,
+    # Maps repository files to the image's paths as submit does, for the Docker runner's tasks.
+    "tabpipe.docker_runner": 12,
+    "tabpipe.local_run": 13,
+    "tabpipe.cli": 14,
 }
 
 
