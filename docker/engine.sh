@@ -117,6 +117,13 @@ down)
         exit 1
     fi
     rm -f "$pidfile"
+    # dockerd leaves mounts under its own folders (its default network namespace in exec-root);
+    # nothing else uses them, and they would keep the folder from being deleted.
+    if [[ -r /proc/mounts ]]; then
+        grep -F " $root/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r mnt; do
+            umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+        done
+    fi
     echo "docker: stopped dockerd (pid $pid); images stay in $root/data"
     ;;
 *)

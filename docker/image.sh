@@ -45,6 +45,7 @@ for file in ${EXTRA_CA_FILES:-}; do
 done
 
 labels=$("$python" -m tabpipe.docker_runner labels)
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 started=$(date +%s)
 mkdir -p "$root"
 log="$root/image-build.log"
@@ -65,6 +66,12 @@ if [[ $status -ne 0 ]]; then
     echo "image: docker build failed (exit $status); the end of $log:" >&2
     tail -n 40 "$log" >&2
     exit "$status"
+fi
+# The image this build replaced keeps only layers nobody else uses: remove it (never any other image;
+# refused by the engine while a container or another tag still uses it).
+current=$(docker image inspect --format '{{.Id}}' "$tag")
+if [[ -n $previous && $previous != "$current" ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
 fi
 size=$(docker image inspect "$tag" --format '{{.Size}}')
 echo "image: $tag built in $(($(date +%s) - started))s on $base ($((size / 1000000)) MB)"
