@@ -325,3 +325,68 @@ def test_an_image_built_from_other_code_is_refused(engine: tuple[Any, str]) -> N
         client.images.remove(stale, force=True)
     with pytest.raises(ConfigError, match="make image"):
         check_image(client, "tabpipe-missing-test:0")
+
+
+HOST_USER = 12345  # a non-root host user, as on a laptop (the tests run as root here)
+
+
+def _as_host_user(*command: str) -> subprocess.CompletedProcess[str]:
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(HOST_USER)
+        os.setuid(HOST_USER)
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=drop)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another host user")
+def test_a_non_root_host_user_can_delete_what_the_containers_wrote(engine: tuple[Any, str]) -> None:
+    import shutil
+    import tempfile
+
+    from tabpipe.docker_runner import RUNTIME_GID, RUNTIME_UID, UMASK_ENTRYPOINT, prepare_pipeline_root
+
+    client, _ = engine
+    parent = Path(tempfile.mkdtemp(prefix="tabpipe-hostuser-", dir="/tmp"))
+    try:
+        os.chown(parent, HOST_USER, HOST_USER)
+        root = parent / "pipeline_root-docker"
+        # What tabpipe run does as that user (this interpreter lives under /root, out of its reach,
+        # so only the effective ids change, for the call).
+        os.setegid(HOST_USER)
+        os.seteuid(HOST_USER)
+        try:
+            shared = prepare_pipeline_root(root)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert shared == HOST_USER  # the host user's own group is the shared one
+        assert (root.stat().st_uid, root.stat().st_gid) == (HOST_USER, HOST_USER)
+
+        def task(name: str, **extra: Any) -> None:
+            script = f"mkdir -p {root}/{name}/task && echo out > {root}/{name}/task/output"
+            client.containers.run(
+                BASE_IMAGE, ["sh", "-c", script], user=f"{RUNTIME_UID}:{RUNTIME_GID}", remove=True,
+                network_mode="none", volumes={str(root): {"bind": str(root), "mode": "rw"}}, **extra,
+            )  # fmt: skip
+
+        # As DockerRunner runs a task: the shared group added, umask 002.
+        task("run", group_add=[str(HOST_USER)], entrypoint=UMASK_ENTRYPOINT)
+        output = root / "run" / "task" / "output"
+        info = output.stat()
+        assert (info.st_uid, info.st_gid) == (RUNTIME_UID, HOST_USER)
+        assert info.st_mode & 0o020
+        deleted = _as_host_user("rm", "-rf", str(root / "run"))
+        assert deleted.returncode == 0, deleted.stderr
+        assert not (root / "run").exists()
+        # The controls: without the shared group the container cannot write at all, and without
+        # umask 002 the host user cannot delete what it wrote.
+        import docker
+
+        with pytest.raises(docker.errors.ContainerError, match="Permission denied"):
+            task("nogroup")
+        task("nomask", group_add=[str(HOST_USER)])
+        assert _as_host_user("rm", "-rf", str(root / "nomask")).returncode != 0
+        assert (root / "nomask" / "task" / "output").exists()
+    finally:
+        shutil.rmtree(parent)
