@@ -14,7 +14,9 @@ What is checked comes from the engine, the files and the servers, never from moc
 - the run summary comes out of the real command, and the local serving endpoint
   serves the version a container deployed to it;
 - a failing stage in a container is reported by stage and reason, which the stage
-  recorded in MLflow under the run id handed to the container.
+  recorded in MLflow under the run id handed to the container;
+- a non-root host user (a laptop's) can delete everything a container wrote;
+- the default data maps to the image's copy, and a stale or missing image is refused.
 """
 
 from __future__ import annotations
