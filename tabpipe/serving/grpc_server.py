@@ -291,6 +291,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         def work() -> tuple[Any, str, str]:
             active = self._resolve(request.model_name, request.model_version)
             with self.state.admission.admit():
+                if request.ByteSize() > 256 * 1024:
+                    self.state.trimmer.note_large()
                 document, binary = request_to_dict(request)
                 decoded = active.decoder.decode_request(document, binary)
                 outputs = predict(active, decoded)

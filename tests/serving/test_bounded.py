@@ -68,13 +68,16 @@ def test_a_second_load_while_one_runs_is_429(
     thread.start()
     try:
         deadline = time.monotonic() + 30
-        while True:
-            second = httpx.post(
-                f"{server.url}/v2/repository/models/{HOUSING}/load", headers=server.admin, timeout=30
-            )
-            if second.status_code == 429 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)  # the first may not have started yet
+        # Wait until the first load holds the server's load lock (the index says LOADING).
+        while (
+            httpx.get(f"{server.url}/v2/repository/index", headers=server.admin).json()[0]["state"]
+            != "LOADING"
+        ):
+            assert time.monotonic() < deadline and not first, first
+            time.sleep(0.1)
+        second = httpx.post(
+            f"{server.url}/v2/repository/models/{HOUSING}/load", headers=server.admin, timeout=30
+        )
         assert second.status_code == 429, second.text
         assert second.headers["retry-after"] == "5" and "in progress" in second.json()["error"]
         # Inference goes on meanwhile, on the model already served.
