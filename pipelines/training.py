@@ -12,6 +12,7 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components import deploy, evaluate, ingest, record_outcome, register, train, transform, validate
+from tabpipe.cluster_deploy.rollout import DEPLOYER_TOKEN_DIR
 from tabpipe.run_id import RUN_ID_ENV, RUN_ID_FIELD_PATH
 
 PIPELINE_NAME = "tabpipe-training"
@@ -38,6 +39,31 @@ def _mlflow_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """
     kubernetes.use_field_path_as_env(task, env_name=RUN_ID_ENV, field_path=RUN_ID_FIELD_PATH)
     return kubernetes.add_pod_label(task, *MLFLOW_CLIENT_LABEL)
+
+
+# manifests/pipeline: the object store's endpoint (ConfigMap) and keys (Secret) for tasks that read
+# s3:// data or push bundles. Optional: a cluster keeping everything in the image needs neither.
+STORE_ENDPOINT_CONFIG_MAP = "tabpipe-pipeline-store-endpoint"
+STORE_SECRET = "tabpipe-pipeline-store"
+STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# manifests/pipeline/deployer-rbac.yaml: the deployer account's token; only the deploy task mounts it.
+DEPLOYER_TOKEN_SECRET = "tabpipe-deployer-token"
+# manifests/serving/base: the serving namespace admits smoke tests only from pods with this label.
+SERVING_CLIENT_LABEL = ("tabpipe.io/serving-client", "true")
+
+
+def _object_store_client(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Give a task the object store's endpoint and keys (by reference to the cluster's objects)."""
+    kubernetes.use_config_map_as_env(
+        task, STORE_ENDPOINT_CONFIG_MAP, {"MINIO_ENDPOINT": "MINIO_ENDPOINT"}, optional=True
+    )
+    return kubernetes.use_secret_as_env(task, STORE_SECRET, {key: key for key in STORE_KEYS}, optional=True)
+
+
+def _cluster_deployer(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Let the deploy task act as the deployer account and reach the serving namespace."""
+    kubernetes.use_secret_as_volume(task, DEPLOYER_TOKEN_SECRET, mount_path=DEPLOYER_TOKEN_DIR, optional=True)
+    return kubernetes.add_pod_label(task, *SERVING_CLIENT_LABEL)
 
 
 def build_pipeline() -> dsl.graph_component.GraphComponent:
@@ -83,13 +109,15 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
         with dsl.ExitHandler(outcome, name="training"):
             stage = {**common, "code_version": code_version}
             # Every stage records its own failure in MLflow, so every pod gets the label.
-            ingested = _mlflow_client(ingest(**stage)).set_display_name("ingest")
-            checked = _mlflow_client(
-                validate(
-                    **stage,
-                    train=ingested.outputs["train"],
-                    validation=ingested.outputs["validation"],
-                    test=ingested.outputs["test"],
+            ingested = _object_store_client(_mlflow_client(ingest(**stage))).set_display_name("ingest")
+            checked = _object_store_client(
+                _mlflow_client(
+                    validate(
+                        **stage,
+                        train=ingested.outputs["train"],
+                        validation=ingested.outputs["validation"],
+                        test=ingested.outputs["test"],
+                    )
                 )
             ).set_display_name("validate")
             transformed = _mlflow_client(
@@ -115,17 +143,16 @@ def build_pipeline() -> dsl.graph_component.GraphComponent:
                 registered = _mlflow_client(
                     register(**stage, model=trained.outputs["model"])
                 ).set_display_name("register")
-                _mlflow_client(
-                    deploy(
-                        **stage,
-                        model=trained.outputs["model"],
-                        onnx_model=trained.outputs["onnx_model"],
-                        test=checked.outputs["clean_test"],
-                        version=registered.output,
-                        deploy_target=deploy_target,
-                        serving_url=serving_url,
-                    )
-                ).set_display_name("deploy")
+                deployed = deploy(
+                    **stage,
+                    model=trained.outputs["model"],
+                    onnx_model=trained.outputs["onnx_model"],
+                    test=checked.outputs["clean_test"],
+                    version=registered.output,
+                    deploy_target=deploy_target,
+                    serving_url=serving_url,
+                )
+                _cluster_deployer(_object_store_client(_mlflow_client(deployed))).set_display_name("deploy")
 
     return training_pipeline
 
