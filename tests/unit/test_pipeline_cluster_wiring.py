@@ -1,4 +1,4 @@
-"""What the compiled pipeline asks of the cluster: the deployer token for deploy alone, store keys by reference."""
+"""What the compiled pipeline asks of the cluster: the deployer token (deploy only), store keys by reference."""
 
 from __future__ import annotations
 
