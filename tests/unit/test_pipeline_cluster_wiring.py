@@ -1,4 +1,4 @@
-"""What the compiled pipeline asks of the cluster: the deployer token (deploy only), store keys by reference."""
+"""What the compiled pipeline asks of the cluster: the deployer token (deploy only), store keys by name."""
 
 from __future__ import annotations
 
