@@ -200,7 +200,7 @@ control-plane:  ## build the test control plane's binaries into TABPIPE_CACHE (a
 	bash controlplane/build.sh $(TABPIPE_CACHE)
 
 test-cluster: $(STAMP) control-plane  ## tests against a real control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)
-	TABPIPE_CACHE=$(TABPIPE_CACHE) $(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
+	PATH="$(TABPIPE_CACHE)/bin:$$PATH" TABPIPE_CACHE=$(TABPIPE_CACHE) $(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 minio: $(MINIO_BIN)  ## build MinIO into .tools/bin when missing (about 2 minutes cold)
 

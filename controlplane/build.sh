@@ -36,6 +36,16 @@ if [ ! -x "$bin/kube-apiserver" ] || [ "$("$bin/kube-apiserver" --version 2>/dev
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
 fi
 
+# kubectl of the same version (a distribution's may be too old for `kubectl create token`).
+if [ ! -x "$bin/kubectl" ]; then
+  work=$cache/k8s-wrapper
+  grep -q 'cmd/kubectl"' "$work/tools.go" 2>/dev/null || {
+    cp "$here/tools.go" "$work/tools.go" && (cd "$work" && go mod tidy >/dev/null)
+  }
+  ldflags="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitVersion=$k8s_version"
+  (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$bin/" k8s.io/kubernetes/cmd/kubectl)
+fi
+
 if [ ! -x "$bin/kwok" ]; then
   GOBIN=$bin go install "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
 fi

@@ -16,6 +16,8 @@ import pytest
 from controlplane import ControlPlane, binaries_missing, cache_dir
 
 HERE = Path(__file__).parent
+# kubectl of the control plane's version (make control-plane builds it) before any other on PATH.
+os.environ["PATH"] = f"{cache_dir() / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
