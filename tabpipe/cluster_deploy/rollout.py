@@ -405,7 +405,9 @@ def _restore(
             else:
                 cluster.apply(_strip(before))
                 served_before = _served(before["metadata"].get("annotations"))
-                if body["kind"] == "Deployment" and served_before:
+                if body["kind"] != "Service" and served_before:
+                    # Wait until the controller reports the previous version serving again, so the next
+                    # deploy never reads this failure's status as its own.
                     wait_for_rollout(
                         cluster,
                         target,
@@ -413,7 +415,7 @@ def _restore(
                         meta["namespace"],
                         served_before.version,
                         timeout,
-                        kind_name=("apps/v1", "Deployment"),
+                        kind_name=(body["apiVersion"], body["kind"]),
                         restoring=True,
                     )
                 back = f"back to version {served_before.version}" if served_before else "restored"

@@ -57,15 +57,16 @@ def deployment_rollout(obj: dict[str, Any], old_may_linger: bool = False) -> Rol
     return Rollout(done=True)
 
 
-def seldon_rollout(obj: dict[str, Any], version: str) -> Rollout:
+def seldon_rollout(obj: dict[str, Any], version: str, restoring: bool = False) -> Rollout:
     """A SeldonDeployment's rollout of ``version``'s predictor.
 
     Seldon Core's v1 status has no observed generation, so ``Available`` alone could be the
     previous version's: the new predictor's own deployments must report their replicas too.
+    While ``restoring``, a ``Failed`` state is the failed version's, not yet replaced: keep waiting.
     """
     status = obj.get("status") or {}
     state = status.get("state", "")
-    if state == "Failed":
+    if state == "Failed" and not restoring:
         return Rollout(failure=f"Seldon reports Failed: {status.get('description', '')}".strip())
     predictor = next(
         (p for p in obj.get("spec", {}).get("predictors", []) if p.get("name") == predictor_name(version)),
@@ -110,5 +111,5 @@ def rollout_of(target: ClusterTarget, obj: dict[str, Any], version: str, restori
     if target is ClusterTarget.PLAIN:
         return deployment_rollout(obj, old_may_linger=restoring)
     if target is ClusterTarget.SELDON:
-        return seldon_rollout(obj, version)
+        return seldon_rollout(obj, version, restoring=restoring)
     return kserve_rollout(obj)

@@ -146,6 +146,8 @@ def test_seldon_available_for_the_old_predictor_is_not_the_new_version_rolled_ou
     fresh = _seldon("Available", {"phishing-classifier-v3-0-model": {"availableReplicas": 1}})
     assert seldon_rollout(fresh, "3").done
     assert "Failed" in seldon_rollout(_seldon("Failed", {}), "3").failure
+    # Restoring: the Failed state is the failed version's until the operator writes the new status.
+    assert seldon_rollout(_seldon("Failed", {}), "3", restoring=True).failure is None
 
 
 def test_kserve_ready_counts_only_for_the_current_generation() -> None:
