@@ -344,7 +344,9 @@ def _served(url: str, model_name: str) -> list[str]:
     return answer.json()["versions"] if answer.status_code == 200 else []
 
 
-def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(mlflow_server: str, tmp_path: Path) -> None:
+def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(
+    mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import requests
 
     from tabpipe.mlflow_server import stop_server
@@ -358,6 +360,8 @@ def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(mlflow_server: st
         search=base.search.model_copy(update={"n_iter": 1}),
         evaluation=base.evaluation.model_copy(update={"champion_tolerance": 0.05}),
     )
+    # The servers' repository endpoints need a token; the servers and the deploy task inherit it.
+    monkeypatch.setenv("TABPIPE_SERVING_ADMIN_TOKEN", "e2e-admin-token-0123456789abcdef")
     server = _start_server(mlflow_server, name, tmp_path)
     strict = None
     try:
