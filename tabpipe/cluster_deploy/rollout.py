@@ -15,6 +15,7 @@ Service, weighted by replica count). :func:`promote` makes it the only version;
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -231,9 +232,8 @@ def canary_state(cluster: Cluster, target: ClusterTarget, name: str, namespace: 
         predictors = current.get("spec", {}).get("predictors", [])
         if len(predictors) < 2:
             return None
-        by_track = {(p.get("annotations") or {}).get(obj.TRACK_LABEL): p for p in predictors}
-        stable = _served((by_track.get(Track.STABLE.value) or {}).get("annotations"))
-        new = _served((by_track.get(Track.CANARY.value) or {}).get("annotations"))
+        stable = _served((_predictor(current, Track.STABLE) or {}).get("annotations"))
+        new = _served((_predictor(current, Track.CANARY) or {}).get("annotations"))
     else:
         annotations = current["metadata"].get("annotations") or {}
         if STABLE_VERSION_ANNOTATION not in annotations:
@@ -305,9 +305,7 @@ def _rendered(
     if target is ClusterTarget.PLAIN:
         if canary_percent:
             stable_replicas = (previous or {}).get("spec", {}).get("replicas", release.replicas)
-            canary = Release(
-                **{**release.__dict__, "replicas": canary_replicas(stable_replicas, canary_percent)}
-            )
+            canary = dataclasses.replace(release, replicas=canary_replicas(stable_replicas, canary_percent))
             return [obj.plain_deployment(canary, Track.CANARY), obj.plain_service(canary, Track.CANARY)]
         return [obj.plain_deployment(release), obj.plain_service(release)]
     if target is ClusterTarget.SELDON:
@@ -445,19 +443,13 @@ def promote(
     if target is ClusterTarget.PLAIN:
         cluster.apply(obj.plain_deployment(release))
         wait_for_rollout(cluster, target, name, namespace, release.version, timeout)
-        cluster.delete("apps/v1", "Deployment", f"{name}-{Track.CANARY.value}", namespace)
-        cluster.delete("v1", "Service", f"{name}-{Track.CANARY.value}", namespace)
+        _remove_plain_canary(cluster, name, namespace)
     elif target is ClusterTarget.SELDON:
-        current = _main_object(cluster, target, name, namespace) or {}
-        canary = next(
-            p
-            for p in current["spec"]["predictors"]
-            if (p.get("annotations") or {}).get(obj.TRACK_LABEL) == Track.CANARY.value
-        )
+        canary = _predictor(_main_object(cluster, target, name, namespace) or {}, Track.CANARY) or {}
         canary = {
             **canary,
             "traffic": 100,
-            "annotations": {**canary["annotations"], obj.TRACK_LABEL: "stable"},
+            "annotations": {**canary["annotations"], obj.TRACK_LABEL: Track.STABLE.value},
         }
         cluster.apply(obj.seldon_deployment(release, [canary]))
         wait_for_rollout(cluster, target, name, namespace, release.version, timeout)
@@ -482,22 +474,30 @@ def rollback(
     """
     state = _require_canary(cluster, target, name, namespace)
     if target is ClusterTarget.PLAIN:
-        cluster.delete("apps/v1", "Deployment", f"{name}-{Track.CANARY.value}", namespace)
-        cluster.delete("v1", "Service", f"{name}-{Track.CANARY.value}", namespace)
+        _remove_plain_canary(cluster, name, namespace)
         return state
     release = release_of(state.stable)
     if target is ClusterTarget.SELDON:
-        current = _main_object(cluster, target, name, namespace) or {}
-        stable = next(
-            p
-            for p in current["spec"]["predictors"]
-            if (p.get("annotations") or {}).get(obj.TRACK_LABEL) == Track.STABLE.value
-        )
+        stable = _predictor(_main_object(cluster, target, name, namespace) or {}, Track.STABLE) or {}
         cluster.apply(obj.seldon_deployment(release, [{**stable, "traffic": 100}]))
     else:
         cluster.apply(obj.inference_service(release))
     wait_for_rollout(cluster, target, name, namespace, release.version, timeout)
     return state
+
+
+def _predictor(seldon_deployment: dict[str, Any], track: Track) -> dict[str, Any] | None:
+    """The SeldonDeployment predictor of ``track`` (annotated by :func:`_rendered`), if any."""
+    predictors = seldon_deployment.get("spec", {}).get("predictors", [])
+    return next(
+        (p for p in predictors if (p.get("annotations") or {}).get(obj.TRACK_LABEL) == track.value), None
+    )
+
+
+def _remove_plain_canary(cluster: Cluster, name: str, namespace: str) -> None:
+    canary = f"{name}-{Track.CANARY.value}"
+    cluster.delete("apps/v1", "Deployment", canary, namespace)
+    cluster.delete("v1", "Service", canary, namespace)
 
 
 def _require_canary(cluster: Cluster, target: ClusterTarget, name: str, namespace: str) -> CanaryState:

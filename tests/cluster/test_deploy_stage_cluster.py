@@ -10,7 +10,6 @@ promotes or rolls back a canary and moves the aliases to match.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -137,4 +136,3 @@ def test_champion_moves_only_after_a_cluster_rollout_succeeds(
     finally:
         for server in servers.values():
             server.stop()
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
