@@ -96,11 +96,14 @@ predict: $(STAMP)  ## send one row of CONFIG's data to the running server and pr
 test-serving: $(STAMP)  ## serving tests: validation, real server over HTTP, tritonclient, fuzzing, hot swap, ONNX
 	$(BIN)/python -m pytest tests/serving tests/serving_onnx $(PYTEST_ARGS)
 
-bench-serving: $(STAMP)  ## benchmark: serving latency/throughput/batch vs in-process, MLServer 1.7.1, KServe 0.21
+bench-serving: $(STAMP)  ## benchmark: serving latency/throughput/batch over REST JSON, REST binary and gRPC vs in-process, MLServer 1.7.1, KServe 0.21
 	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk) \
 		|| echo "wrk not installed: using the Python load client"
+	@test -x $(TOOLS)/bin/ghz || { command -v go >/dev/null && GOBIN=$(TOOLS)/bin GOPATH=$(GO_CACHE)/path \
+		GOMODCACHE=$(GO_CACHE)/mod GOCACHE=$(GO_CACHE)/build GOFLAGS=-modcacherw \
+		go install github.com/bojand/ghz/cmd/ghz@v0.121.0; } || echo "ghz not built: using the Python gRPC load client"
 	bash bench/serving_peers/setup_venvs.sh $(PYTHON) $(BENCH_VENVS)
-	$(BIN)/python bench/bench_serving.py --venvs $(BENCH_VENVS)
+	$(BIN)/python bench/bench_serving.py --venvs $(BENCH_VENVS) --ghz $(TOOLS)/bin/ghz $(BENCH_ARGS)
 
 mlflow-up: $(STAMP)  ## start the local MLflow server (make run does this when needed)
 	$(BIN)/python -c "from pathlib import Path; from tabpipe.mlflow_server import ensure_server; print(ensure_server('$(MLFLOW_URI)', Path('$(STATE_DIR)/mlflow')))"
