@@ -39,9 +39,10 @@ Measurements per peer, protocol and round:
 - batch: median latency of ``--batch-repeats`` requests of ``--batch-rows`` rows.
 
 Prints a Markdown table of medians over the rounds, the ratios against MLServer in the same run,
-and writes JSON. ``--quick`` cuts every count for a smoke test (1 round, about a minute).
-Peer venvs come from ``bench/serving_peers/setup_venvs.sh``; a peer whose venv or module is
-missing, or that fails to start, is reported as not available.
+and writes JSON (``--out``), with the servers' logs copied to ``serving-logs/`` beside it.
+``--quick`` cuts every count for a smoke test (1 round, about a minute). Peer venvs come from
+``bench/serving_peers/setup_venvs.sh``; a peer whose venv or module is missing, or that fails
+to start, is reported as not available.
 """
 
 from __future__ import annotations
@@ -487,12 +488,16 @@ def start_server(peer: PeerServer, timeout: float) -> subprocess.Popen:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             stop_server(proc)
-            raise RuntimeError(f"exited with {proc.returncode} (log: {peer.log}): {_tail(peer.log)}")
+            raise RuntimeError(
+                f"exited with {proc.returncode} (log: serving-logs/{peer.log.name}): {_tail(peer.log)}"
+            )
         if _get_status(peer.port, peer.ready_path) == 200:
             return proc
         time.sleep(0.2)
     stop_server(proc)
-    raise RuntimeError(f"not ready after {timeout:.0f}s (log: {peer.log}): {_tail(peer.log)}")
+    raise RuntimeError(
+        f"not ready after {timeout:.0f}s (log: serving-logs/{peer.log.name}): {_tail(peer.log)}"
+    )
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -984,7 +989,8 @@ def measure_server(
         expected_platform = {"tabpipe": "tabpipe-sklearn", "tabpipe-onnx": "tabpipe-onnx"}.get(peer.name)
         if expected_platform and platform != expected_platform:
             raise RuntimeError(
-                f"server reports platform {platform!r}, not {expected_platform!r} (log: {peer.log})"
+                f"server reports platform {platform!r}, not {expected_platform!r} "
+                f"(log: serving-logs/{peer.log.name})"
             )
         rest = RestClient(peer.port, peer.infer_path, "rest-json")
         try:
@@ -1002,15 +1008,21 @@ def measure_server(
         for protocol in protocols:
             try:
                 out[protocol] = _measure_protocol(peer, protocol, fx, reference, args, workdir)
+            except BenchFailure:
+                raise
             except Refused as exc:
                 if peer.name in OWN_PEERS:
-                    raise BenchFailure(f"{peer.name} refused {protocol}: {exc} (log: {peer.log})") from None
+                    raise BenchFailure(
+                        f"{peer.name} refused {protocol}: {exc} (log: serving-logs/{peer.log.name})"
+                    ) from None
                 known = KNOWN_GAPS.get((peer.name, protocol))
                 out[protocol] = f"{known}; answered {exc}" if known else f"refused: {exc}"
                 continue
             except (RuntimeError, OSError) as exc:
-                if isinstance(exc, BenchFailure) or peer.name in OWN_PEERS:
-                    raise BenchFailure(f"{peer.name} {protocol}: {exc} (log: {peer.log})") from exc
+                if peer.name in OWN_PEERS:
+                    raise BenchFailure(
+                        f"{peer.name} {protocol}: {exc} (log: serving-logs/{peer.log.name})"
+                    ) from exc
                 out[protocol] = f"failed: {type(exc).__name__}: {exc}"
                 continue
             out[protocol].update(startup_s=startup, platform=platform)
@@ -1347,6 +1359,14 @@ def run_rounds(
                 )
 
 
+def keep_logs(workdir: Path, into: Path) -> None:
+    """Copy the servers' logs out of the temporary directory (messages name them there)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in workdir.rglob("*.log"):
+        shutil.copyfile(log, into / log.name)
+    print(f"server logs (serving-logs/): {into}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; exit status 2 when a server answered wrongly."""
     args = parse_args(argv)
@@ -1394,6 +1414,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         finally:
             stop_all()
+            keep_logs(workdir, args.out.parent / "serving-logs")
 
     ordered = [results[k] for k in results if k[0] in IN_PROCESS]
     ordered += [results[(n, p)] for n in HTTP_PEERS for p in PROTOCOLS if (n, p) in results]
