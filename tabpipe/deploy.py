@@ -2,8 +2,9 @@
 
 The order is what makes it safe: load the new version into the server, smoke-test it
 with held-out rows, and only then move the ``champion`` alias. If any step fails, the
-server goes back to what it served before (or unloads, on a first deploy) and the
-alias stays where it was.
+server goes back to what it served before under that model's name (or unloads that name,
+on a first deploy) and the alias stays where it was. Other models the server serves are
+never touched: one endpoint serves every model the project deploys, each by name.
 
 The server's repository endpoints need its admin bearer token: this client reads it
 from ``TABPIPE_SERVING_ADMIN_TOKEN``, or from the file ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``
@@ -122,15 +123,15 @@ def _auth_hint(response: Any) -> str:
     return f" (the repository endpoints need the server's admin token; {have})"
 
 
-def served_model(serving_url: str) -> ServedModel | None:
-    """The model the server serves now, or None when it serves nothing."""
+def served_model(serving_url: str, name: str) -> ServedModel | None:
+    """What the server serves now under ``name``, or None (other models it serves are not ours to touch)."""
     response = _request("GET", f"{serving_url}/v2/repository/index")
     if response.status_code != 200:
         raise ServiceError(
             f"{serving_url}/v2/repository/index answered HTTP {response.status_code}{_auth_hint(response)}"
         )
     for entry in response.json():
-        if entry.get("state") == "READY" and entry.get("version"):
+        if entry.get("name") == name and entry.get("state") == "READY" and entry.get("version"):
             return ServedModel(entry["name"], str(entry["version"]), entry.get("source", ""))
     return None
 
@@ -201,7 +202,7 @@ def _restore(serving_url: str, name: str, previous: ServedModel | None) -> str:
             response = _request("POST", f"{serving_url}/v2/repository/models/{name}/unload")
             if response.status_code not in (200, 404):
                 return f"ROLLBACK FAILED: unload answered HTTP {response.status_code}{_auth_hint(response)}"
-            return "the server was unloaded (it served nothing before)"
+            return f"{name} was unloaded (the server did not serve it before)"
         load(serving_url, previous.name, previous.source)
         return f"the server serves {previous.name} version {previous.version} again"
     except TabpipeError as exc:
@@ -222,7 +223,7 @@ def deploy_to_server(
         DeployError: the load or the smoke test failed; the server was restored first.
         ServiceError: the server is unreachable before anything changed.
     """
-    previous = served_model(serving_url)
+    previous = served_model(serving_url, spec.model_name)
     uri = f"models:/{spec.model_name}/{version}"
     try:
         loaded = load(serving_url, spec.model_name, uri)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabpipe.serving.launcher import DEFAULT_SERVE_PORT
+from tabpipe.serving.state import DEFAULT_INFLIGHT_BODIES, DEFAULT_MAX_LOADS_PER_MINUTE
 from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_ROWS
+
+if TYPE_CHECKING:
+    from tabpipe.serving.inference_log import InferenceLogConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's options to ``parser``."""
-    parser.add_argument("--model", required=True, help="deploy bundle directory, or models:/<name>@<alias>")
+    parser.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        dest="models",
+        metavar="MODEL",
+        help="deploy bundle directory, or models:/<name>@<alias>; repeat it to serve several models, "
+        "each under its own name",
+    )
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (for models:/ URIs)")
     parser.add_argument(
         "--digest",
         default=None,
         help="the bundle digest (sha256 of its manifest.json, e.g. the registry's tabpipe.bundle_digest "
-        "tag) a --model bundle directory must have; checked before the server starts",
+        "tag) a single --model bundle directory must have; checked before the server starts",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_SERVE_PORT)
@@ -49,10 +62,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="infer requests in progress at once (REST and gRPC); more answer 503 with Retry-After: 1",
     )
     parser.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=None,
+        help="request bytes in progress at once (REST and gRPC); more answer 503 with Retry-After: 1 "
+        f"(default: {DEFAULT_INFLIGHT_BODIES} x --max-body-bytes)",
+    )
+    parser.add_argument(
+        "--max-loads-per-minute",
+        type=int,
+        default=DEFAULT_MAX_LOADS_PER_MINUTE,
+        help="repository loads allowed in any minute; more answer 429 with Retry-After",
+    )
+    parser.add_argument(
         "--bundle-root",
         type=Path,
+        action="append",
+        dest="bundle_roots",
         default=None,
-        help="directory the load endpoint may load bundles from (default: the parent of --model)",
+        help="directory the load endpoint may load bundles from; repeatable "
+        "(default: the parents of the --model directories)",
+    )
+    parser.add_argument(
+        "--inference-log",
+        default=None,
+        metavar="LOCATION",
+        help="log served requests (inputs, outputs, model version, time) as rolling Parquet files in this "
+        "folder or s3://bucket/prefix (MinIO; credentials from the environment), off the request path",
+    )
+    parser.add_argument(
+        "--inference-log-sample-rate",
+        type=float,
+        default=1.0,
+        help="fraction of requests logged, in (0, 1]",
+    )
+    parser.add_argument(
+        "--inference-log-queue",
+        type=int,
+        default=None,
+        help="requests waiting to be written; past it new ones are dropped and counted "
+        "(tabpipe_serving_inference_log_dropped_total)",
     )
     parser.add_argument(
         "--admin-token-file",
@@ -104,16 +153,28 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from tabpipe.serving.app import ServerConfig, create_app
+    from tabpipe.errors import ConfigError
+    from tabpipe.serving.app import create_app
     from tabpipe.serving.auth import TOKEN_ENV, AdminToken
+    from tabpipe.serving.state import ServerConfig
     from tabpipe.serving.validation import Limits
 
-    if args.max_rows < 1 or args.max_body_bytes < 1 or getattr(args, "max_inflight", 1) < 1:
-        raise SystemExit("--max-rows, --max-body-bytes and --max-inflight must be positive")
+    for option in ("max_rows", "max_body_bytes", "max_inflight", "max_loads_per_minute"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"--{option.replace('_', '-')}: must be positive, not {getattr(args, option)}")
+    if args.max_inflight_bytes is not None and args.max_inflight_bytes < args.max_body_bytes:
+        raise ConfigError(
+            f"--max-inflight-bytes: {args.max_inflight_bytes} is below --max-body-bytes "
+            f"{args.max_body_bytes}, so the largest allowed request could never run"
+        )
+    if args.digest and len(args.models) > 1:
+        raise ConfigError("--digest: applies to a single --model bundle directory, not to several")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _verify_startup_bundle(args.model, getattr(args, "digest", None))
+    for model in args.models:
+        _verify_startup_bundle(model, args.digest)
+    inference_log = _inference_log_config(args)
     admin = AdminToken(
         getattr(args, "admin_token_file", None),
         require_for_inference=getattr(args, "require_token_for_inference", False),
@@ -129,17 +190,20 @@ def serve(args: argparse.Namespace) -> int:
             "no admin token (%s or --admin-token-file): the repository endpoints are disabled", TOKEN_ENV
         )
     config = ServerConfig(
-        model_uri=args.model,
+        model_uris=list(args.models),
         tracking_uri=args.tracking_uri,
         limits=Limits(
             max_rows=args.max_rows,
             max_body_bytes=args.max_body_bytes,
-            max_inflight=getattr(args, "max_inflight", DEFAULT_MAX_INFLIGHT),
+            max_inflight=args.max_inflight,
         ),
-        bundle_root=args.bundle_root,
+        bundle_roots=list(args.bundle_roots or []),
         admin=admin,
-        grpc_port=getattr(args, "grpc_port", None),
+        grpc_port=args.grpc_port,
         grpc_host=args.host,
+        max_inflight_bytes=args.max_inflight_bytes,
+        max_loads_per_minute=args.max_loads_per_minute,
+        inference_log=inference_log,
     )
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(
@@ -153,6 +217,26 @@ def serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     return 0
+
+
+def _inference_log_config(args: argparse.Namespace) -> InferenceLogConfig | None:
+    """The inference log's settings from the options (None without ``--inference-log``).
+
+    Raises:
+        ConfigError: a bad rate or queue size, naming the option.
+    """
+    if not args.inference_log:
+        return None
+    from tabpipe.errors import ConfigError
+    from tabpipe.serving.inference_log import InferenceLogConfig
+
+    overrides = {} if args.inference_log_queue is None else {"queue_size": args.inference_log_queue}
+    try:
+        return InferenceLogConfig(
+            location=args.inference_log, sample_rate=args.inference_log_sample_rate, **overrides
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"--inference-log: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

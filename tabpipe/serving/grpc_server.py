@@ -27,19 +27,18 @@ import numpy as np
 
 from tabpipe import __version__
 from tabpipe.errors import TabpipeError
-from tabpipe.serving.app import predict
 from tabpipe.serving.auth import AuthError
 from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.oip import grpc_predict_v2_pb2 as pb
 from tabpipe.serving.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from tabpipe.serving.request_error import RequestError
+from tabpipe.serving.request_error import Busy, RequestError
+from tabpipe.serving.state import UNKNOWN, predict
 
 if TYPE_CHECKING:
-    from tabpipe.serving.app import ActiveModel, ServingState
+    from tabpipe.serving.state import ActiveModel, ServingState
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "__unknown__"
 #: Worker threads answering RPCs (the model runs in them; 2 cores here).
 DEFAULT_WORKERS = 4
 
@@ -196,6 +195,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         except (RequestError, AuthError, _Abort) as exc:
             status = exc.status
             model, version = self._labels(model_name)
+            if isinstance(exc, Busy):
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             context.abort(_STATUS.get(status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
         except Exception:
             status = 500
@@ -207,20 +208,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             )
 
     def _labels(self, name: str | None) -> tuple[str, str]:
-        active = self.state.active
-        if active is not None and (name is None or name == active.name):
-            return active.name, active.version
-        return UNKNOWN, ""
+        return self.state.labels(name)
 
     def _resolve(self, name: str, version: str) -> ActiveModel:
-        active = self.state.active
-        if active is None:
-            raise RequestError(503, f"no model is loaded yet ({self.state.reason})")
-        if name != active.name:
-            raise RequestError(404, f"model {name!r} not found; serving {active.name!r}")
-        if version and version != active.version:
-            raise RequestError(404, f"model {name!r} has no version {version!r}; serving {active.version!r}")
-        return active
+        return self.state.resolve(name, version)
 
     # ---- health and metadata ----
 
@@ -234,7 +225,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         """A model is loaded."""
 
         def work() -> tuple[Any, str, str]:
-            return pb.ServerReadyResponse(ready=self.state.active is not None), *self._labels(None)
+            return pb.ServerReadyResponse(ready=self.state.ready), UNKNOWN, ""
 
         return self._call("server_ready", context, None, work)
 
@@ -242,10 +233,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         """The named model (and version) is loaded; false for any other name."""
 
         def work() -> tuple[Any, str, str]:
-            active = self.state.active
-            ready = (
-                active is not None and request.name == active.name and request.version in ("", active.version)
-            )
+            active = self.state.models.get(request.name)
+            ready = active is not None and request.version in ("", active.version)
             return pb.ModelReadyResponse(ready=ready), *self._labels(request.name)
 
         return self._call("model_ready", context, "inference", work, request.name)
@@ -290,12 +279,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
         def work() -> tuple[Any, str, str]:
             active = self._resolve(request.model_name, request.model_version)
-            with self.state.admission.admit():
-                if request.ByteSize() > 256 * 1024:
+            with self.state.admission.admit() as reservation:
+                size = request.ByteSize()
+                reservation.grow(size)
+                if size > 256 * 1024:
                     self.state.trimmer.note_large()
                 document, binary = request_to_dict(request)
                 decoded = active.decoder.decode_request(document, binary)
-                outputs = predict(active, decoded)
+                outputs = predict(self.state, active, decoded)
             response = pb.ModelInferResponse(model_name=active.name, model_version=active.version)
             if decoded.id is not None:
                 response.id = decoded.id
@@ -316,24 +307,20 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     # ---- repository extension (admin token) ----
 
     def RepositoryIndex(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """What is served, its state and why."""
+        """Every model the server is meant to serve, its state and why."""
 
         def work() -> tuple[Any, str, str]:
-            state = self.state
-            active = state.active
             response = pb.RepositoryIndexResponse()
-            if active is not None:
+            for entry in self.state.index(ready_only=request.ready):
                 response.models.add(
-                    name=active.name, version=active.version, state=state.state, reason=state.reason
+                    name=entry.name, version=entry.version, state=entry.state.value, reason=entry.reason
                 )
-            elif state.config.model_uri and not request.ready:
-                response.models.add(name=state.config.model_uri, state=state.state, reason=state.reason)
-            return response, *self._labels(None)
+            return response, UNKNOWN, ""
 
         return self._call("repository_index", context, "admin", work)
 
     def RepositoryModelLoad(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Load (or reload) ``model_name`` from ``parameters["uri"]`` and swap it in."""
+        """Load (or reload) ``model_name`` from ``parameters["uri"]`` beside the other models."""
 
         def work() -> tuple[Any, str, str]:
             state = self.state
@@ -342,13 +329,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             if uri is not None and (not isinstance(uri, str) or not uri):
                 raise RequestError(400, "parameters.uri: must be a non-empty string_param")
             if uri is None:
-                active = state.active
-                uri = active.loaded.source if active is not None else state.config.model_uri
-                if uri is None:
-                    raise RequestError(400, "parameters.uri: no model URI given and none configured")
+                uri = state.source_to_reload(request.model_name)
             else:
                 state.check_load_uri(uri)
-            state.check_not_loading()
+            state.check_can_load()
             try:
                 active = state.load(uri, request.model_name)
             except TabpipeError as exc:
@@ -358,14 +342,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return self._call("repository_load", context, "admin", work, request.model_name)
 
     def RepositoryModelUnload(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Stop serving ``model_name`` (readiness turns false)."""
+        """Stop serving ``model_name`` only."""
 
         def work() -> tuple[Any, str, str]:
-            active = self.state.active
-            if active is None or active.name != request.model_name:
-                raise RequestError(404, f"model {request.model_name!r} is not loaded")
-            self.state.unload()
-            return pb.RepositoryModelUnloadResponse(), active.name, active.version
+            old = self.state.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse(), old.name, old.version
 
         return self._call("repository_unload", context, "admin", work, request.model_name)
 

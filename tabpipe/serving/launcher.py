@@ -23,6 +23,8 @@ DEFAULT_SERVE_PORT = 8765
 DEFAULT_SERVING_URL = f"http://127.0.0.1:{DEFAULT_SERVE_PORT}"
 #: The token file beside the server's log and PID file.
 TOKEN_FILENAME = "admin-token"
+#: The model names this endpoint serves, one per line: a restarted endpoint serves them all again.
+MODELS_FILENAME = "models"
 #: The server's variable (tabpipe.serving.auth.TOKEN_ENV) and the deploy client's file variable.
 TOKEN_ENV = "TABPIPE_SERVING_ADMIN_TOKEN"
 TOKEN_FILE_ENV = "TABPIPE_SERVING_ADMIN_TOKEN_FILE"
@@ -46,6 +48,22 @@ def token_file(state_dir: Path) -> Path:
     return state_dir / TOKEN_FILENAME
 
 
+def remember_model(state_dir: Path, model_name: str) -> list[str]:
+    """Add ``model_name`` to the endpoint's list of served models; return the whole list, in order."""
+    path = state_dir / MODELS_FILENAME
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        names = []
+    if model_name not in names:
+        names.append(model_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+        os.replace(tmp, path)
+    return names
+
+
 def is_live(serving_url: str, timeout: float = 2.0) -> bool:
     """True when an OIP server answers its liveness endpoint."""
     import requests
@@ -61,13 +79,17 @@ def ensure_serving(
 ) -> ServerHandle:
     """Use the endpoint this project started at ``serving_url``, or start one serving ``@champion``.
 
-    A first run has no champion yet: the server then starts not ready, and the
+    One endpoint serves every model the project has deployed to it, each by name: a
+    started endpoint loads the ``@champion`` of every model name run against it before
+    (kept in ``<state dir>/models``), so a restart does not lose the other data sets'
+    models. A first run has no champion yet: the server then starts not ready, and the
     deploy stage loads the new version into it. The admin token is in
     :func:`token_file`; point the deploy task at it with ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``.
 
     Raises:
         ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
     """
+    names = remember_model(state_dir, model_name)
     if is_live(serving_url):
         handle = claim_or_refuse("serving endpoint", serving_url, state_dir, reuse, "SERVE_PORT=<port>")
         if handle is not None:
@@ -77,9 +99,10 @@ def ensure_serving(
         raise ServiceError(f"will only start a local server for http://127.0.0.1:<port>, not {serving_url}")
     token = os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(32)
     write_token_file(token_file(state_dir), token)
+    models = [arg for name in names for arg in ("--model", f"models:/{name}@champion")]
     command = [
         sys.executable, "-m", "tabpipe.serving",
-        "--model", f"models:/{model_name}@champion",
+        *models,
         "--tracking-uri", tracking_uri,
         "--host", parsed.hostname,
         "--port", str(parsed.port or DEFAULT_SERVE_PORT),

@@ -59,6 +59,32 @@ def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:/")
 
 
+def registry_model_name(uri: str) -> str | None:
+    """The model name a well-formed ``models:/`` URI names, else None (a bundle's name is in its spec)."""
+    match = _REGISTRY_URI.match(uri)
+    return match["name"] if match else None
+
+
+def claimed_model_name(uri: str) -> str | None:
+    """The name a model URI claims before anything is verified: the registry name, or a bundle spec's.
+
+    Only for saying which model a load is about (the index, readiness): the bundle's
+    ``bundle.json`` is read as plain JSON, nothing is deserialised, and None is the
+    answer for anything unreadable.
+    """
+    import json
+
+    name = registry_model_name(uri)
+    if name is not None or is_registry_uri(uri) or uri.startswith("s3://"):
+        return name
+    try:
+        with open(Path(uri) / BUNDLE_SPEC_FILENAME, "rb") as handle:
+            claimed = json.loads(handle.read(1024 * 1024)).get("model_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return claimed if isinstance(claimed, str) and claimed else None
+
+
 def _read_spec(path: Path) -> ServingSpec:
     from pydantic import ValidationError
 

@@ -177,9 +177,9 @@ def test_launcher_hands_the_token_over_by_file_and_environment_only(
         cmdline = Path(f"/proc/{handle.pid}/cmdline").read_bytes()
         assert token.encode() not in cmdline and b"python" in cmdline
         with pytest.raises(ServiceError, match="need the server's admin token; no token was sent"):
-            served_model(url)
+            served_model(url, "m")
         monkeypatch.setenv(TOKEN_FILE_ENV, str(path))  # what tabpipe run hands the deploy task
-        assert served_model(url) is None  # answered: nothing is READY yet
+        assert served_model(url, "m") is None  # answered: nothing is READY yet
         # A second run finds our server and its token (no new token, no second server).
         again = ensure_serving(url, "m", "http://127.0.0.1:9", state)
         assert again.pid == handle.pid and path.read_text().strip() == token

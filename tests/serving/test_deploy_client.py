@@ -20,7 +20,7 @@ def test_smoke_test_and_unload_against_a_real_server(
     server = start_server(bundle.path)
     server.wait_ready()
     monkeypatch.setenv("TABPIPE_SERVING_ADMIN_TOKEN", TEST_TOKEN)  # what the deploy client sends
-    served = served_model(server.url)
+    served = served_model(server.url, bundle.spec.model_name)
     assert served is not None and served.name == bundle.spec.model_name and served.version == "1"
     assert served.source  # where it came from, so a deployer can restore it
 
@@ -34,7 +34,7 @@ def test_smoke_test_and_unload_against_a_real_server(
     )
     assert answer.status_code == 200
     assert httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
-    assert served_model(server.url) is None
+    assert served_model(server.url, bundle.spec.model_name) is None
     missing = httpx.post(f"{server.url}/v2/repository/models/nope/unload", timeout=10, headers=server.admin)
     assert missing.status_code == 404
 

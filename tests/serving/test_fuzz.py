@@ -138,7 +138,8 @@ def _schemathesis(server: Server, tmp_path: Path, *args: str) -> str:
 
 
 def test_schemathesis(start_server: Any, bundles: dict[str, Bundle], tmp_path: Path) -> None:
-    server = start_server(bundles["housing-v1"].path)
+    # The fuzzer loads far more often than a deploy would: lift the load rate limit for it.
+    server = start_server(bundles["housing-v1"].path, "--max-loads-per-minute", "100000")
     server.wait_ready()
     # The open endpoints (no token): health, metadata, infer, metrics.
     out = _schemathesis(server, tmp_path, "--exclude-path-regex", "^/v2/repository", "--max-examples", "25")

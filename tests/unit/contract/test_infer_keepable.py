@@ -229,7 +229,8 @@ def test_a_model_trained_with_date_parts_serves_datetime_strings(tmp_path: Path)
     from tabpipe.features import feature_columns
     from tabpipe.modelio import save_model
     from tabpipe.onnx.export import convert_bundle
-    from tabpipe.serving.app import ServerConfig, create_app
+    from tabpipe.serving.app import create_app
+    from tabpipe.serving.state import ServerConfig
     from tabpipe.serving_spec import build_serving_spec
     from tabpipe.stages.train import train
 
@@ -265,7 +266,7 @@ def test_a_model_trained_with_date_parts_serves_datetime_strings(tmp_path: Path)
     sha = save_model(model, bundle / "model.skops")
     spec = build_serving_spec(config, list(model.classes_), sha).model_copy(update={"version": "1"})
     (bundle / "bundle.json").write_text(spec.model_dump_json(indent=2))
-    with TestClient(create_app(ServerConfig(model_uri=str(bundle)))) as client:
+    with TestClient(create_app(ServerConfig(model_uris=[str(bundle)]))) as client:
         deadline = time.monotonic() + 60  # the model loads in a thread after startup
         while client.get("/v2/health/ready").status_code != 200:
             assert time.monotonic() < deadline, "the bundle did not load"

@@ -1,0 +1,590 @@
+"""What the server serves: several models by name, each with one version, and the limits around them.
+
+REST (:mod:`tabpipe.serving.app`) and gRPC (:mod:`tabpipe.serving.grpc_server`) share one
+:class:`ServingState`. Models are kept in a dict that is replaced as a whole on every load
+or unload, so a request takes one snapshot and is never affected by a swap half-way. A
+load of a name replaces only that name's model: loading ``b`` never evicts ``a``.
+
+Readiness is strict, as Triton's: the server is ready when every model it is meant to
+serve (the startup models, and every name loaded since and not unloaded) is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tabpipe.errors import TabpipeError
+from tabpipe.serving.auth import AdminToken
+from tabpipe.serving.metrics import ModelMetrics, ServingMetrics
+from tabpipe.serving.request_error import Busy
+from tabpipe.serving.store import LoadedModel, claimed_model_name, is_registry_uri, load_uri
+from tabpipe.serving.validation import CONTRACT_DATATYPE, DecodedRequest, Limits, RequestDecoder, RequestError
+
+if TYPE_CHECKING:
+    from tabpipe.serving.inference_log import InferenceLog, InferenceLogConfig
+
+log = logging.getLogger(__name__)
+
+#: The model label of metrics for requests that name no served model.
+UNKNOWN = "__unknown__"
+#: Loads allowed per minute by default (a deploy needs one, two when it rolls back).
+DEFAULT_MAX_LOADS_PER_MINUTE = 12
+#: Request bodies in flight at once, in units of the largest allowed body, by default.
+DEFAULT_INFLIGHT_BODIES = 4
+
+
+class ModelState(enum.StrEnum):
+    """A model's state in the repository index (the OIP repository extension's values)."""
+
+    READY = "READY"
+    LOADING = "LOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Where one wanted model stands.
+
+    Attributes:
+        state: READY (serving), LOADING (a load running; a version already served serves on
+            meanwhile) or UNAVAILABLE (its load failed and nothing is served under the name).
+        reason: Why it is not READY, or why its last reload failed while the old version serves on.
+        source: Where it was, or is being, loaded from.
+    """
+
+    state: ModelState
+    reason: str = ""
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of the repository index."""
+
+    name: str
+    version: str
+    state: ModelState
+    reason: str
+    source: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The REST index's object (``source`` lets a deployer roll back to it)."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "state": self.state.value,
+            "reason": self.reason,
+        }
+        if self.source is not None:
+            entry["source"] = self.source
+        return entry
+
+
+def _datatype_of(values: list[Any]) -> str:
+    """The OIP datatype of a list of labels (classes) for the ``predict`` output."""
+    if values and all(type(v) is bool for v in values):
+        return "BOOL"
+    if values and all(type(v) is int for v in values):
+        return "INT64"
+    if values and all(type(v) in (int, float) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """A loaded model with everything a request needs, built once at load."""
+
+    loaded: LoadedModel
+    decoder: RequestDecoder
+    metrics: ModelMetrics
+    outputs: list[str]
+    predict_datatype: str
+    metadata: bytes
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.loaded.spec.model_name
+
+    @property
+    def version(self) -> str:
+        """The version it answers as."""
+        return self.loaded.version
+
+    @property
+    def classifier(self) -> bool:
+        """Whether it answers class probabilities too."""
+        return "probabilities" in self.outputs
+
+
+def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) -> bytes:
+    spec = loaded.spec
+    inputs = [
+        {
+            "name": inp.name,
+            "datatype": CONTRACT_DATATYPE[inp.rules.dtype],
+            "shape": [-1],
+            "parameters": {"contract": inp.rules.model_dump(mode="json", exclude_none=True)},
+        }
+        for inp in spec.inputs
+    ]
+    out = [{"name": "predict", "datatype": predict_datatype, "shape": [-1]}]
+    if "probabilities" in outputs:
+        out.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(spec.classes)]})
+    payload = {
+        "name": spec.model_name,
+        "versions": [loaded.version],
+        "platform": f"tabpipe-{loaded.predictor.kind}",
+        "inputs": inputs,
+        "outputs": out,
+        "parameters": {
+            "content_type": "pd",
+            "task": spec.task.value,
+            "target": spec.target,
+            "classes": spec.classes,
+            "sha256": spec.sha256,
+        },
+    }
+    if loaded.onnx_reason is not None:
+        # Why this model is served by scikit-learn rather than its ONNX export.
+        payload["parameters"]["onnx_reason"] = loaded.onnx_reason
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output tensor of an answer."""
+
+    name: str
+    datatype: str
+    values: np.ndarray
+
+    def header(self) -> dict[str, Any]:
+        """Its JSON description without data."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.values.shape)}
+
+    def as_json(self) -> dict[str, Any]:
+        """Its JSON description with the data (flat, row-major)."""
+        return {**self.header(), "data": self.values.ravel().tolist()}
+
+
+@dataclass
+class ServerConfig:
+    """How the server loads models.
+
+    Attributes:
+        model_uris: What to load at startup: bundle directories and ``models:/`` URIs, one model each.
+        tracking_uri: MLflow tracking URI, needed for ``models:/`` URIs.
+        limits: Request size and concurrency limits.
+        bundle_roots: Directories the load endpoint may load from (it must not read arbitrary
+            paths a client names); default: the parents of the startup bundle directories.
+        admin: The bearer token the repository extension (and, if the operator asks,
+            inference) requires; without one the repository endpoints answer 403.
+        grpc_port: Also serve the OIP gRPC API (:mod:`tabpipe.serving.grpc_server`) on this port.
+        grpc_host: The address the gRPC endpoint listens on.
+        max_inflight_bytes: Request bytes in progress at once (more answer 503); default
+            :data:`DEFAULT_INFLIGHT_BODIES` times the body limit.
+        max_loads_per_minute: Repository loads allowed in any 60 s (more answer 429).
+        inference_log: Where and how often served requests are logged (None: not logged).
+    """
+
+    model_uris: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    bundle_roots: list[Path] = field(default_factory=list)
+    admin: AdminToken = field(default_factory=lambda: AdminToken(env={}))
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
+    max_inflight_bytes: int | None = None
+    max_loads_per_minute: int = DEFAULT_MAX_LOADS_PER_MINUTE
+    inference_log: InferenceLogConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bundle_roots:
+            self.bundle_roots = sorted(
+                {Path(uri).resolve().parent for uri in self.model_uris if not is_registry_uri(uri)}
+            )
+
+
+class Admission:
+    """Bounds the infer requests in progress (REST and gRPC), by count and by body bytes.
+
+    The body bytes bound what decoding holds in memory at once: a JSON body decodes to
+    Python objects a few times its size, so 32 concurrent 10 MB bodies would need a gigabyte.
+    """
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.current = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Reservation]:
+        """Hold a place while the block runs; its body bytes are added with :meth:`Reservation.grow`.
+
+        Raises:
+            Busy: 503 with ``Retry-After: 1`` when ``limit`` requests are in progress already.
+        """
+        with self._lock:
+            if self.current >= self.limit:
+                raise Busy(503, f"the server has {self.limit} requests in progress; retry shortly", 1)
+            self.current += 1
+        reservation = Reservation(self)
+        try:
+            yield reservation
+        finally:
+            with self._lock:
+                self.current -= 1
+                self.bytes -= reservation.held
+
+    def _grow(self, reservation: Reservation, size: int) -> None:
+        with self._lock:
+            if self.bytes + size > self.max_bytes:
+                raise Busy(
+                    503,
+                    f"the server holds {self.bytes} bytes of requests in progress (limit {self.max_bytes}); "
+                    "retry shortly",
+                    1,
+                )
+            self.bytes += size
+            reservation.held += size
+
+
+class Reservation:
+    """One admitted request's share of the in-flight bytes."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self.held = 0
+
+    def grow(self, size: int) -> None:
+        """Count ``size`` more bytes of this request.
+
+        Raises:
+            Busy: 503 with ``Retry-After: 1`` when the server's in-flight bytes would pass their bound.
+        """
+        if size > 0:
+            self._admission._grow(self, size)
+
+
+class LoadLimiter:
+    """At most ``per_minute`` loads in any 60 seconds: reload spam must not starve inference."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._starts: deque[float] = deque()
+
+    def take(self) -> None:
+        """Count one load.
+
+        Raises:
+            Busy: 429 with the seconds until a load is allowed again as ``Retry-After``.
+        """
+        now = self._clock()
+        while self._starts and now - self._starts[0] >= 60.0:
+            self._starts.popleft()
+        if len(self._starts) >= self.per_minute:
+            wait = math.ceil(60.0 - (now - self._starts[0]))
+            raise Busy(429, f"at most {self.per_minute} loads a minute; retry in {wait} s", max(wait, 1))
+        self._starts.append(now)
+
+
+class MemoryTrimmer:
+    """Hands freed heap back to the system after large requests (glibc's ``malloc_trim``).
+
+    Python frees a 10 MB body or a 10,000-row batch into the C heap, which glibc keeps
+    for reuse; after hostile or bursty traffic the process would stay at its peak. A
+    background thread trims at most every ``interval`` seconds, only after a large
+    request was seen: nothing on the hot path but setting a flag. A no-op off glibc.
+    """
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.pending = False
+        self._stop = threading.Event()
+        self._trim = _malloc_trim()
+
+    def note_large(self) -> None:
+        """A large request just finished: trim at the next tick."""
+        self.pending = True
+
+    def run(self) -> None:
+        """The thread's loop; returns when :meth:`stop` is called."""
+        while not self._stop.wait(self.interval):
+            if self.pending and self._trim is not None:
+                self.pending = False
+                self._trim(0)
+
+    def stop(self) -> None:
+        """End the loop."""
+        self._stop.set()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+class ServingState:
+    """The models being served and the load machinery around them."""
+
+    def __init__(self, config: ServerConfig, metrics: ServingMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        # Replaced as a whole on every change; readers take one snapshot per request.
+        self.models: Mapping[str, ActiveModel] = {}
+        # What the server is meant to serve, by model name (by URI until a bundle's name is known).
+        self.statuses: Mapping[str, ModelStatus] = {}
+        # The last source of every name ever loaded: a load without a URI reloads it, even after an unload.
+        self._sources: dict[str, str] = {}
+        self._load_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self.admission = Admission(
+            config.limits.max_inflight,
+            config.max_inflight_bytes or DEFAULT_INFLIGHT_BODIES * config.limits.max_body_bytes,
+        )
+        self.load_limiter = LoadLimiter(config.max_loads_per_minute)
+        self.trimmer = MemoryTrimmer()
+        self.inference_log: InferenceLog | None = None
+
+    # ---- reading (any thread, no lock) ----
+
+    @property
+    def ready(self) -> bool:
+        """Every wanted model is served (and there is at least one); a reload in progress keeps it ready."""
+        statuses, models = self.statuses, self.models
+        return bool(statuses) and all(name in models for name in statuses)
+
+    def resolve(self, name: str, version: str | None) -> ActiveModel:
+        """The model a request names (``version`` None or '' for whichever is served).
+
+        Raises:
+            RequestError: 503 while it is loading or nothing is loaded, 404 for another name or version.
+        """
+        active = self.models.get(name)
+        if active is None:
+            status = self.statuses.get(name)
+            if status is not None:
+                raise RequestError(503, f"model {name!r} is not loaded ({status.reason or status.state})")
+            served = sorted(self.models)
+            if not served:
+                raise RequestError(503, f"no model is loaded yet ({self._why_not_ready()})")
+            raise RequestError(404, f"model {name!r} not found; serving {', '.join(map(repr, served))}")
+        if version and version != active.version:
+            raise RequestError(404, f"model {name!r} has no version {version!r}; serving {active.version!r}")
+        return active
+
+    def labels(self, name: str | None) -> tuple[str, str]:
+        """The metric labels for a request naming ``name`` (UNKNOWN for a name not served)."""
+        active = self.models.get(name) if name is not None else None
+        return (active.name, active.version) if active is not None else (UNKNOWN, "")
+
+    def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """The repository index: every wanted model, sorted by name."""
+        models, statuses = self.models, self.statuses
+        entries = []
+        for name, status in sorted(statuses.items()):
+            active = models.get(name)
+            if ready_only and active is None:
+                continue
+            entries.append(
+                IndexEntry(name, active.version if active else "", status.state, status.reason, status.source)
+            )
+        return entries
+
+    def _why_not_ready(self) -> str:
+        reasons = [f"{name}: {s.reason or s.state}" for name, s in sorted(self.statuses.items())]
+        return "; ".join(reasons) or "nothing to serve"
+
+    # ---- changing (loads one at a time) ----
+
+    def build(self, loaded: LoadedModel) -> ActiveModel:
+        """Wrap a loaded model with its decoder, metrics and metadata."""
+        spec = loaded.spec
+        classifier = spec.task.is_classification
+        outputs = ["predict", "probabilities"] if classifier else ["predict"]
+        predict_datatype = _datatype_of(spec.classes) if classifier else "FP64"
+        return ActiveModel(
+            loaded=loaded,
+            decoder=RequestDecoder(spec, self.config.limits, outputs),
+            metrics=ModelMetrics(self.metrics, spec, loaded.version),
+            outputs=outputs,
+            predict_datatype=predict_datatype,
+            metadata=_metadata(loaded, outputs, predict_datatype),
+        )
+
+    def check_can_load(self) -> None:
+        """Refuse a load while another runs or past the rate limit; count it otherwise.
+
+        Raises:
+            Busy: 429 with ``Retry-After``.
+        """
+        if self._load_lock.locked():
+            raise Busy(429, "another load is in progress; retry when it has finished", 5)
+        self.load_limiter.take()
+
+    def _set_status(self, key: str, status: ModelStatus | None, drop: str | None = None) -> None:
+        with self._status_lock:
+            statuses = dict(self.statuses)
+            if drop is not None:
+                statuses.pop(drop, None)
+            if status is None:
+                statuses.pop(key, None)
+            else:
+                statuses[key] = status
+            self.statuses = statuses
+
+    def load(self, uri: str, expected_name: str | None = None) -> ActiveModel:
+        """Load ``uri`` and swap it in beside the other models; blocking, so call it from a worker thread.
+
+        A load of a name already served replaces that model only when the new one is
+        ready; on failure the old one serves on (the index keeps the reason).
+
+        Raises:
+            TabpipeError: the model cannot be loaded or verified, or its name is not ``expected_name``.
+        """
+        key = expected_name or claimed_model_name(uri) or uri
+        with self._load_lock:
+            previous = self.statuses.get(key)
+            served = self.models.get(key)
+            if served is not None:
+                reason = f"loading {uri}; version {served.version} serves meanwhile"
+                self._set_status(key, ModelStatus(ModelState.LOADING, reason, previous and previous.source))
+            elif previous is not None:
+                # A wanted model not served yet (a startup load failed): readiness waits for it.
+                self._set_status(key, ModelStatus(ModelState.LOADING, "loading", uri))
+            try:
+                try:
+                    loaded = load_uri(uri, self.config.tracking_uri)
+                except OSError as exc:  # a path the file system refuses (too long, a loop, ...)
+                    raise TabpipeError(f"cannot read {uri[:300]}: {exc.strerror or exc}") from None
+                active = self.build(loaded)
+                if expected_name is not None and active.name != expected_name:
+                    raise TabpipeError(f"{uri} holds model {active.name!r}, not {expected_name!r}")
+            except Exception as exc:
+                self.metrics.loads.labels("failed").inc()
+                reason = f"loading {uri} failed: {exc}"
+                if key in self.models:
+                    # The old version serves on; the index says why the new one is not there.
+                    self._set_status(key, ModelStatus(ModelState.READY, reason, previous and previous.source))
+                elif previous is not None:
+                    self._set_status(key, ModelStatus(ModelState.UNAVAILABLE, reason, uri))
+                # A name never served before does not become wanted by a failed load.
+                raise
+            old = self.models.get(active.name)
+            self.models = {**self.models, active.name: active}
+            self._set_status(active.name, ModelStatus(ModelState.READY, "", uri), drop=key)
+            self._sources[active.name] = uri
+            self.metrics.loads.labels("ok").inc()
+            if old is not None:
+                self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
+            self.metrics.model_info.labels(active.name, active.version, active.loaded.predictor.kind).set(1)
+            log.info("serving %s version %s from %s", active.name, active.version, uri)
+            return active
+
+    def unload(self, name: str) -> ActiveModel:
+        """Stop serving ``name`` only (it is no longer wanted: readiness does not wait for it).
+
+        Raises:
+            RequestError: 404 when ``name`` is not loaded.
+        """
+        with self._load_lock:
+            old = self.models.get(name)
+            if old is None:
+                raise RequestError(404, f"model {name!r} is not loaded")
+            self.models = {k: v for k, v in self.models.items() if k != name}
+            self._set_status(name, None)
+            self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
+            log.info("unloaded %s version %s", old.name, old.version)
+            return old
+
+    def load_initial(self) -> None:
+        """Load the startup models one by one; failures are logged and leave those not ready."""
+        for uri in self.config.model_uris:
+            try:
+                self.load(uri)
+            except Exception as exc:  # noqa: BLE001 (the server stays up, not ready, and says why)
+                log.error("could not load %s: %s", uri, exc)
+
+    def mark_startup_loading(self) -> None:
+        """Show every startup model as LOADING before the load thread starts (readiness waits)."""
+        for uri in self.config.model_uris:
+            key = claimed_model_name(uri) or uri
+            self._set_status(key, ModelStatus(ModelState.LOADING, "loading", uri))
+
+    def source_to_reload(self, name: str) -> str:
+        """What a load request without a URI reloads: the name's current source or startup URI.
+
+        Raises:
+            RequestError: 400 when there is none.
+        """
+        status = self.statuses.get(name)
+        source = (status.source if status is not None else None) or self._sources.get(name)
+        if source:
+            return source
+        raise RequestError(400, f"parameters.uri: no model URI given and {name!r} was never loaded")
+
+    def check_load_uri(self, uri: str) -> None:
+        """Refuse load-endpoint URIs outside what the operator allowed.
+
+        Raises:
+            RequestError: the URI is a directory outside the bundle roots, or a
+                registry URI without a tracking server.
+        """
+        if is_registry_uri(uri):
+            if not self.config.tracking_uri:
+                raise RequestError(400, "parameters.uri: registry URIs need the server's --tracking-uri")
+            return
+        roots = self.config.bundle_roots
+        try:
+            resolved = Path(uri).resolve()
+            inside = any(resolved.is_relative_to(root.resolve()) for root in roots)
+        except (ValueError, OSError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+            inside = False
+        if not inside:
+            allowed = ", ".join(str(r) for r in roots) or "none configured"
+            raise RequestError(
+                400, f"parameters.uri: {uri!r} is outside the allowed bundle roots ({allowed})"
+            )
+
+
+def predict(state: ServingState, active: ActiveModel, decoded: DecodedRequest) -> list[Output]:
+    """Run the model on a validated request, count it, log it (sampled), and return the requested outputs."""
+    pred, proba = active.loaded.predictor.predict(decoded.columns)
+    active.metrics.observe(decoded.columns, pred, decoded.n_rows, warnings=decoded.warnings)
+    inference_log = state.inference_log
+    if inference_log is not None:
+        produced = {"predict": np.asarray(pred)}
+        if proba is not None:
+            produced["probabilities"] = proba
+        inference_log.record(active.name, active.version, decoded.columns, produced, decoded.id)
+    wanted = decoded.outputs or active.outputs
+    outputs = []
+    if "predict" in wanted:
+        outputs.append(Output("predict", active.predict_datatype, np.asarray(pred)))
+    if proba is not None and "probabilities" in wanted:
+        outputs.append(Output("probabilities", "FP64", proba))
+    return outputs
