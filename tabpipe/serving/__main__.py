@@ -97,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of requests logged, in (0, 1]",
     )
     parser.add_argument(
+        "--inference-log-roll-seconds",
+        type=float,
+        default=None,
+        help="write the open inference log file at least this often (default 60), so recent requests "
+        "can be read while the server runs",
+    )
+    parser.add_argument(
         "--inference-log-queue",
         type=int,
         default=None,
@@ -230,7 +237,11 @@ def _inference_log_config(args: argparse.Namespace) -> InferenceLogConfig | None
     from tabpipe.errors import ConfigError
     from tabpipe.serving.inference_log import InferenceLogConfig
 
-    overrides = {} if args.inference_log_queue is None else {"queue_size": args.inference_log_queue}
+    overrides: dict[str, float] = {}
+    if args.inference_log_queue is not None:
+        overrides["queue_size"] = args.inference_log_queue
+    if args.inference_log_roll_seconds is not None:
+        overrides["max_seconds_per_file"] = args.inference_log_roll_seconds
     try:
         return InferenceLogConfig(
             location=args.inference_log, sample_rate=args.inference_log_sample_rate, **overrides
