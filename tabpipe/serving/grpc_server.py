@@ -197,7 +197,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             model, version = self._labels(model_name)
             if isinstance(exc, Busy):
                 context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
-            context.abort(_STATUS.get(status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+            context.abort(_STATUS.get(status, grpc.StatusCode.INVALID_ARGUMENT), _shortened(exc.message))
         except Exception:
             status = 500
             log.exception("unexpected error in gRPC %s", endpoint)
@@ -351,6 +351,55 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return self._call("repository_unload", context, "admin", work, request.model_name)
 
 
+SERVICE_NAME = "inference.GRPCInferenceService"
+#: The longest error message sent: messages quote client-chosen names, and the grpc-message
+#: trailer must stay under clients' 16 KB metadata limit even percent-encoded.
+MAX_MESSAGE_CHARS = 1000
+
+
+def _shortened(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _method_handlers(servicer: InferenceService) -> dict[str, grpc.RpcMethodHandler]:
+    """The service's handlers, each parsing its own request bytes.
+
+    With the generated deserializers, bytes that are not a valid request message are
+    answered INTERNAL by grpc-python before any code here runs; parsing in the handler
+    answers them INVALID_ARGUMENT, naming the message, like any other bad request.
+    """
+    from google.protobuf.message import DecodeError
+
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for method in service.methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        implementation = getattr(servicer, method.name)
+
+        def parse_then_call(
+            data: bytes,
+            context: grpc.ServicerContext,
+            request_type: Any = request_type,
+            implementation: Callable[..., Any] = implementation,
+            endpoint: str = method.name,
+        ) -> Any:
+            try:
+                request = request_type.FromString(data)
+            except DecodeError as exc:
+                servicer.state.metrics.observe_request(UNKNOWN, "", f"grpc_{endpoint}", 400, 0.0)
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    _shortened(f"the request is not a valid inference.{request_type.__name__}: {exc}"),
+                )
+            return implementation(request, context)
+
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            parse_then_call, response_serializer=response_type.SerializeToString
+        )
+    return handlers
+
+
 def start_grpc_server(
     state: ServingState, host: str, port: int, workers: int = DEFAULT_WORKERS
 ) -> grpc.Server:
@@ -368,7 +417,10 @@ def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
+    handlers = _method_handlers(InferenceService(state))
+    # As the generated code registers them: by name for any caller, and pre-registered for speed.
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:
