@@ -373,10 +373,21 @@ def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(
         assert _served(server.url, name) == ["1"]
         assert _client(mlflow_server).get_registered_model(name).aliases["champion"] == "1"
 
+        # Another data set's model deployed to the same endpoint is served beside it, never instead.
+        other = _with(config, name=f"{name}-other", registry={"model_name": f"{name}-other"})
+        beside = run_pipeline(other, mlflow_server, tmp_path / "other", quiet=True, serving_url=server.url)
+        assert beside.succeeded, beside.failure_reason
+        assert _served(server.url, name) == ["1"] and _served(server.url, f"{name}-other") == ["1"]
+
         # A server that answers 413 to the 20-row smoke test: the new version must not go live.
-        strict = _start_server(mlflow_server, name, tmp_path, "--max-rows", "1")
-        deadline = time.monotonic() + 90  # the champion loads in the background; slow on a busy machine
-        while time.monotonic() < deadline and _served(strict.url, name) != ["1"]:
+        strict = _start_server(
+            mlflow_server, name, tmp_path, "--max-rows", "1", "--model", f"models:/{name}-other@champion"
+        )
+        deadline = time.monotonic() + 90  # the champions load in the background; slow on a busy machine
+        while (
+            time.monotonic() < deadline
+            and requests.get(f"{strict.url}/v2/health/ready", timeout=5).status_code != 200
+        ):
             time.sleep(0.5)
         assert _served(strict.url, name) == ["1"], strict.log_path.read_text()[-3000:]
         changed = _with(config, split=config.split.model_copy(update={"seed": 8}))
@@ -389,6 +400,7 @@ def test_deploy_loads_smoke_tests_and_promotes_then_rolls_back(
         assert aliases["champion"] == "1"  # champion unchanged
         assert aliases["challenger"] == "2"  # registered, never promoted
         assert _served(strict.url, name) == ["1"]  # the server was rolled back
+        assert _served(strict.url, f"{name}-other") == ["1"]  # and the other model never touched
     finally:
         stop_server(server)
         if strict is not None:

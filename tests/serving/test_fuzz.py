@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_support import TEST_TOKEN, Bundle, Server, oip_request
 
 import tabpipe.serving
 
-pytestmark = pytest.mark.slow
+# Not marked slow: the fuzzers run in make test, bounded (about 30 s in all).
 
 OPENAPI = Path(tabpipe.serving.__file__).with_name("openapi.yaml")
 
