@@ -392,6 +392,15 @@ class ClusterDeployConfig(_Strict):
         default=None, pattern=r"^https?://[^\s]+$",
         description="Smoke-test the new version here instead of at its in-cluster Service address.",
     )
+    inference_log_uri: str | None = Field(
+        default="s3://tabpipe-data/inference-log",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$",
+        description="Where the serving pods log what they serve (rolling Parquet on MinIO), for "
+        "monitoring; null turns the log off.",
+    )
+    inference_log_sample_rate: float = Field(
+        default=1.0, gt=0, le=1, description="The share of served requests the pods log."
+    )
 
     @field_validator("image")
     @classmethod

@@ -163,6 +163,8 @@ def cluster_release(config: PipelineConfig, version: str, bundle_uri: str) -> Re
         object_store_endpoint=cluster.object_store_endpoint,
         object_store_secret=cluster.object_store_secret,
         progress_deadline_seconds=int(cluster.rollout_timeout_seconds),
+        inference_log_uri=cluster.inference_log_uri,
+        inference_log_sample_rate=cluster.inference_log_sample_rate,
     )
 
 

@@ -78,6 +78,8 @@ class Release:
         object_store_endpoint: MinIO's URL, as seen from the pods.
         object_store_secret: Secret with the object store's keys, in ``namespace``.
         progress_deadline_seconds: The Deployment's own rollout deadline.
+        inference_log_uri: ``s3://`` folder the servers log what they serve to (None: no log).
+        inference_log_sample_rate: The share of requests logged.
     """
 
     name: str
@@ -90,6 +92,18 @@ class Release:
     object_store_endpoint: str
     object_store_secret: str
     progress_deadline_seconds: int = 300
+    inference_log_uri: str | None = None
+    inference_log_sample_rate: float = 1.0
+
+    def model_args(self) -> list[str]:
+        """The server arguments that differ per release: the bundle, and the inference log."""
+        args = ["--model", self.bundle_uri]
+        if self.inference_log_uri is not None:
+            args += [
+                "--inference-log", self.inference_log_uri,
+                "--inference-log-sample-rate", repr(self.inference_log_sample_rate),
+            ]  # fmt: skip
+        return args
 
 
 def object_name(model_name: str) -> str:
@@ -128,7 +142,7 @@ def container(release: Release, target: ClusterTarget) -> dict[str, Any]:
         "image": release.image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["tabpipe", "serve"],
-        "args": ["--model", release.bundle_uri, "--host", "0.0.0.0", "--port", str(port)],
+        "args": [*release.model_args(), "--host", "0.0.0.0", "--port", str(port)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         # Read-only root filesystem: the bundle download and anything else written go to /tmp.
         "env": [
@@ -270,7 +284,7 @@ def inference_service(release: Release, canary_percent: int | None = None) -> di
             "protocolVersion": "v2",
             # The runtime's container is the same server; the model adds what differs per version.
             "image": release.image,
-            "args": ["--model", release.bundle_uri],
+            "args": release.model_args(),
             "env": server["env"],
             "envFrom": server["envFrom"],
             "securityContext": server["securityContext"],

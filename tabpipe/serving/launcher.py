@@ -23,6 +23,8 @@ DEFAULT_SERVE_PORT = 8765
 DEFAULT_SERVING_URL = f"http://127.0.0.1:{DEFAULT_SERVE_PORT}"
 #: The token file beside the server's log and PID file.
 TOKEN_FILENAME = "admin-token"
+#: The inference log's folder under the state dir: what the endpoint served, for monitoring.
+INFERENCE_LOG_DIRNAME = "inference-log"
 #: The model names this endpoint serves, one per line: a restarted endpoint serves them all again.
 MODELS_FILENAME = "models"
 #: The server's variable (tabpipe.serving.auth.TOKEN_ENV) and the deploy client's file variable.
@@ -46,6 +48,11 @@ def write_token_file(path: Path, token: str) -> None:
 def token_file(state_dir: Path) -> Path:
     """Where the launcher keeps the admin token of the endpoint it started in ``state_dir``."""
     return state_dir / TOKEN_FILENAME
+
+
+def inference_log_dir(state_dir: Path) -> Path:
+    """Where the endpoint started in ``state_dir`` logs what it serves (rolling Parquet files)."""
+    return state_dir.resolve() / INFERENCE_LOG_DIRNAME
 
 
 def remember_model(state_dir: Path, model_name: str) -> list[str]:
@@ -82,7 +89,8 @@ def ensure_serving(
     One endpoint serves every model the project has deployed to it, each by name: a
     started endpoint loads the ``@champion`` of every model name run against it before
     (kept in ``<state dir>/models``), so a restart does not lose the other data sets'
-    models. A first run has no champion yet: the server then starts not ready, and the
+    models. Every request it serves is logged to :func:`inference_log_dir` for monitoring.
+    A first run has no champion yet: the server then starts not ready, and the
     deploy stage loads the new version into it. The admin token is in
     :func:`token_file`; point the deploy task at it with ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``.
 
@@ -104,6 +112,7 @@ def ensure_serving(
         sys.executable, "-m", "tabpipe.serving",
         *models,
         "--tracking-uri", tracking_uri,
+        "--inference-log", str(inference_log_dir(state_dir)),
         "--host", parsed.hostname,
         "--port", str(parsed.port or DEFAULT_SERVE_PORT),
     ]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pydantic import ValidationError
 
@@ -22,6 +24,8 @@ RELEASE = Release(
     replicas=2,
     object_store_endpoint="http://minio.tabpipe.svc.cluster.local:9000",
     object_store_secret="store",
+    inference_log_uri="s3://tabpipe-data/inference-log",
+    inference_log_sample_rate=0.25,
 )
 
 
@@ -44,6 +48,26 @@ def test_the_serving_image_must_be_pinned(image: str) -> None:
         ClusterDeployConfig(image=image)
 
 
+def test_without_an_inference_log_the_servers_get_no_log_arguments() -> None:
+    quiet = dataclasses.replace(RELEASE, inference_log_uri=None)
+    (container,) = obj.plain_deployment(quiet)["spec"]["template"]["spec"]["containers"]
+    assert "--inference-log" not in container["args"]
+    assert obj.inference_service(quiet)["spec"]["predictor"]["model"]["args"] == ["--model", quiet.bundle_uri]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("inference_log_uri", "/var/log/x"),
+        ("inference_log_sample_rate", 0),
+        ("inference_log_sample_rate", 1.5),
+    ],
+)
+def test_bad_inference_log_settings_are_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ClusterDeployConfig(**{field: value})
+
+
 def test_every_target_runs_the_same_non_root_server_on_the_bundle() -> None:
     pods = [
         obj.plain_deployment(RELEASE)["spec"]["template"]["spec"],
@@ -52,10 +76,11 @@ def test_every_target_runs_the_same_non_root_server_on_the_bundle() -> None:
         ][0]["spec"],
     ]
     model = obj.inference_service(RELEASE)["spec"]["predictor"]["model"]
-    assert model["args"] == ["--model", RELEASE.bundle_uri] and model["protocolVersion"] == "v2"
+    logged = ["--inference-log", "s3://tabpipe-data/inference-log", "--inference-log-sample-rate", "0.25"]
+    assert model["args"] == ["--model", RELEASE.bundle_uri, *logged] and model["protocolVersion"] == "v2"
     for pod in pods:
         (container,) = pod["containers"]
-        assert container["args"][:2] == ["--model", RELEASE.bundle_uri]
+        assert container["args"][:6] == ["--model", RELEASE.bundle_uri, *logged]
         assert container["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["automountServiceAccountToken"] is False
