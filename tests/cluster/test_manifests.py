@@ -449,9 +449,13 @@ def test_model_servers_run_tabpipe_serve_on_the_bundle_with_oip_probes(rendered:
         assert "emptyDir" in volumes[mounts_by_path(container, "/tmp")["name"]], where
         if uri is not None:
             assert re.fullmatch(rf"s3://tabpipe-models/{MODEL}/\d+", uri), where
+            # What it serves is logged where the deploy stage's servers log it (monitoring reads it).
+            assert arg_after(args, "--inference-log") == config.inference_log_uri, where
     # KServe: the model URI comes from the InferenceService (runtime args first, then these).
     isvc = rendered.find("serving/kserve", "InferenceService", MODEL)
-    assert isvc["spec"]["predictor"]["model"]["args"] == ["--model", f"s3://tabpipe-models/{MODEL}/1"]
+    assert isvc["spec"]["predictor"]["model"]["args"] == [
+        "--model", f"s3://tabpipe-models/{MODEL}/1", "--inference-log", config.inference_log_uri,
+    ]  # fmt: skip
 
 
 def mounts_by_path(container: dict[str, Any], path: str) -> dict[str, Any]:
