@@ -1,11 +1,12 @@
 """KServe SDK peer for bench/bench_serving.py: a custom ``kserve.Model`` serving a joblib pipeline.
 
 Runs in its own venv (``.state/bench-venvs/kserve``, kserve 0.21.0). ``predict`` builds a
-DataFrame from the request's ``pd`` inputs (one input per column: ``as_dataframe``, or each
-input's ``as_numpy`` for gRPC ``raw_input_contents``, which ``as_dataframe`` does not read)
-and calls the pipeline's ``predict_proba``, returning the predicted labels (``predict``) and
-the probabilities (``predict_proba``). Everything else is KServe's default ``ModelServer``
-(one uvicorn worker, gRPC on its own port, latency logging on).
+DataFrame from the request's ``pd`` inputs (one input per column) with ``as_dataframe`` (gRPC
+``raw_input_contents`` decoded into each input's data first, as KServe does for REST binary
+tensors, since ``as_dataframe`` reads only that) and calls the pipeline's ``predict_proba``,
+returning the predicted labels (``predict``) and the probabilities (``predict_proba``).
+Everything else is KServe's default ``ModelServer`` (one uvicorn worker, gRPC on its own port,
+latency logging on).
 
 Usage: python kserve_server.py --model-file model.joblib --model-name NAME --http-port P --grpc-port G
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 
 import joblib
-import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve.utils.utils import generate_uuid
 
@@ -39,12 +39,13 @@ class PipelineModel(Model):
         self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers=None
     ) -> InferResponse:
         """Labels and class probabilities for the rows in ``payload``."""
-        if all(i.data is not None and len(i.data) for i in payload.inputs):
-            frame = payload.as_dataframe()
-        else:
-            # KServe 0.21's as_dataframe reads each input's ``data``, which gRPC ``raw_input_contents``
-            # (tritonclient's default) leave empty; as_numpy decodes the raw bytes.
-            frame = pd.DataFrame({i.name: i.as_numpy().ravel() for i in payload.inputs})
+        for tensor in payload.inputs:
+            if not tensor.data:
+                # KServe 0.21's as_dataframe reads each input's ``data``, which gRPC raw_input_contents
+                # (tritonclient's default) leave empty: decode them into ``data`` as KServe's own REST
+                # handler does with binary tensors, so every protocol takes the same path below.
+                tensor.set_data_from_numpy(tensor.as_numpy(), binary_data=False)
+        frame = payload.as_dataframe()
         proba = self.pipeline.predict_proba(frame)
         labels = self.pipeline.classes_[proba.argmax(axis=1)]
         outputs = [
