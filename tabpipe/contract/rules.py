@@ -227,6 +227,8 @@ def _members(col: ColumnContract) -> set[Any]:
 # --------------------------------------------------------------------------- the rules
 
 Finder = Callable[[ColumnContract, np.ndarray], np.ndarray]
+#: Allowed sets of numbers up to this size are tested by comparisons rather than np.isin.
+_SMALL_SET = 8
 Predicate = Callable[[Any], bool]
 
 
@@ -264,11 +266,20 @@ def _find_allowed(col: ColumnContract, values: np.ndarray) -> np.ndarray:
         members = _date_members(col)
         return np.fromiter((_parse_date(v) not in members for v in values), dtype=bool, count=len(values))
     if values.dtype.kind == "f":
-        allowed = np.asarray([float(v) for v in col.allowed or []], dtype=np.float64)
-        return ~np.isin(values, allowed)
+        allowed = [float(v) for v in col.allowed or []]
+        if len(allowed) > _SMALL_SET:
+            return ~np.isin(values, np.asarray(allowed, dtype=np.float64))
+        # A few codes (the usual -1/0/1): one comparison each beats np.isin's sort. Same
+        # equality (NaN matches nothing, -0.0 matches 0.0).
+        inside = np.zeros(len(values), dtype=bool)
+        for member in allowed:
+            inside |= values == member
+        return ~inside
     members = _members(col)
     # One membership test per distinct value, not per row.
     outside = {v for v in set(values.tolist()) if v not in members}
+    if not outside:
+        return np.zeros(len(values), dtype=bool)
     return np.fromiter((v in outside for v in values), dtype=bool, count=len(values))
 
 
@@ -391,13 +402,16 @@ def applicable_rules(col: ColumnContract) -> tuple[RowRule, ...]:
     return tuple(rule for rule in ROW_RULES if rule.applies(col))
 
 
-def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Violation]:
+def check_values(
+    name: str, col: ColumnContract, values: np.ndarray, rules: Sequence[RowRule] | None = None
+) -> list[Violation]:
     """Every row rule on a column's canonical values (see :class:`ValueKind`).
 
     Args:
         name: The column's name, for the messages.
         col: Its contract.
         values: Its canonical values.
+        rules: ``applicable_rules(col)``, when the caller compiled it once (serving, per column).
 
     Returns:
         One violation per broken rule, in table order (soft rules' as warnings, last);
@@ -405,7 +419,8 @@ def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Vio
     """
     violations: list[Violation] = []
     missing = missing_mask(values)
-    if not col.nullable and missing.any():
+    any_missing = bool(missing.any())
+    if not col.nullable and any_missing:
         n_null = int(missing.sum())
         violations.append(
             _violation(name, NULLABLE_RULE, n_null, "null value(s) but nullable is false", None)
@@ -415,25 +430,30 @@ def check_values(name: str, col: ColumnContract, values: np.ndarray) -> list[Vio
         return violations
     # Values a hard value rule rejected are not also flagged by a soft rule.
     hard_ok = ok.copy()
-    for rule in applicable_rules(col):
-        if rule.soft:
-            positions = np.flatnonzero(hard_ok)
-            if not len(positions):
+    # While a mask is all true, rules see ``values`` itself: no index or copy per rule (most batches).
+    ok_all = hard_ok_all = not any_missing
+    with np.errstate(invalid="ignore"):
+        for rule in applicable_rules(col) if rules is None else rules:
+            mask, whole = (hard_ok, hard_ok_all) if rule.soft else (ok, ok_all)
+            positions = None if whole else np.flatnonzero(mask)
+            if rule.soft and positions is not None and not len(positions):
                 continue
-        else:
-            positions = np.flatnonzero(ok)
-        with np.errstate(invalid="ignore"):
-            bad = np.asarray(rule.find(col, values[positions]), dtype=bool)
-        if bad.any():
-            offending = values[positions[bad]] if rule.quote else None
+            subset = values if positions is None else values[positions]
+            bad = np.asarray(rule.find(col, subset), dtype=bool)
+            if not bad.any():
+                continue
+            offending = subset[bad] if rule.quote else None
             severity = Severity.WARNING if rule.soft else Severity.ERROR
             violations.append(
                 _violation(name, rule.name, int(bad.sum()), rule.describe(col), offending, severity)
             )
+            flagged = np.flatnonzero(bad) if positions is None else positions[bad]
             if rule.shape:
-                ok[positions[bad]] = False
+                ok[flagged] = False
+                ok_all = False
             if not rule.soft:
-                hard_ok[positions[bad]] = False
+                hard_ok[flagged] = False
+                hard_ok_all = False
     return violations
 
 
