@@ -17,6 +17,7 @@ with the training reference:
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,9 @@ MAX_CATEGORY_LABELS = 20
 OTHER = "__other__"
 MISSING = "__missing__"
 MAX_LABEL_CHARS = 64
+# Up to this many rows a batch's categories and predicted values are counted value by value
+# (cheaper than numpy's per-call cost); larger batches by distinct value or vectorised.
+_COUNT_BY_VALUE_ROWS = 64
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Targets have any scale and sign: decades from 1e-2 to 1e9 on both sides of zero.
@@ -260,10 +264,11 @@ class ModelMetrics:
         """
         if self._soft:
             self.observe_warnings(self.soft_warnings(columns) if warnings is None else warnings)
+        nulls: dict[str, int] = {}
         if self._numeric:
             block = np.column_stack([columns[f] for f in self._numeric])
-            missing = np.isnan(block)
-            counts = n_rows - missing.sum(axis=0)
+            missing = np.isnan(block).sum(axis=0)
+            counts = n_rows - missing
             sums = np.nansum(block, axis=0)
             sumsq = np.nansum(block * block, axis=0)
             for i in range(len(self._numeric)):
@@ -271,32 +276,88 @@ class ModelMetrics:
                     self._count[i].inc(float(counts[i]))
                     self._sum[i].inc(float(sums[i]))
                     self._sumsq[i].inc(float(sumsq[i]))
+            nulls = dict(zip(self._numeric, missing.tolist(), strict=True))
         for feature in self._categorical:
             values = columns[feature]
-            labels: dict[str, int] = {}
-            for value in values.tolist():
-                if value is None or value != value:  # None or NaN
-                    continue
-                label = self._category_label(feature, value)
-                labels[label] = labels.get(label, 0) + 1
+            if len(values) > _COUNT_BY_VALUE_ROWS:
+                labels = self._category_counts(feature, values)
+            else:
+                labels = {}
+                for value in values.tolist():
+                    if value is None or value != value:  # None or NaN
+                        continue
+                    label = self._category_label(feature, value)
+                    labels[label] = labels.get(label, 0) + 1
             for label, count in labels.items():
                 self._category(feature, label).inc(count)
         for feature, child in self._nulls.items():
-            values = columns[feature]
-            nulls = (
-                int(np.isnan(values).sum()) if values.dtype.kind == "f" else sum(v is None for v in values)
-            )
-            if nulls:
-                child.inc(nulls)
+            found = nulls.get(feature)
+            if found is None:  # booleans, text and dates (numeric features were counted above)
+                values = columns[feature]
+                is_float = values.dtype.kind == "f"
+                found = int(np.isnan(values).sum()) if is_float else sum(v is None for v in values)
+            if found:
+                child.inc(found)
         self._rows.inc(n_rows)
         if self._regression:
-            for value in np.asarray(pred, dtype=np.float64).tolist():
-                self._value.observe(value)
+            _observe_many(self._value, np.asarray(pred, dtype=np.float64).ravel())
         else:
-            for label in pred.tolist():
+            # One increment per distinct label, not per row: a 1,000-row batch has a handful.
+            for label, count in collections.Counter(pred.tolist()).items():
                 child = self._class.get(label)
                 if child is not None:
-                    child.inc()
+                    child.inc(count)
+
+    def _category_counts(self, feature: str, values: np.ndarray) -> dict[str, int]:
+        """How many present values of a large batch's categorical column fall under each label.
+
+        What the value-by-value count gives, with each distinct value looked up once (a
+        1,000-row batch of a coded column has two or three), and a numeric column with an
+        allowed set counted by one comparison per allowed value.
+        """
+        labels: dict[str, int] = {}
+        allowed = self._allowed[feature]
+        if allowed is not None and values.dtype.kind == "f":
+            present = values[~np.isnan(values)]
+            counted = 0
+            for key, label in allowed.items():
+                # Float equality, as the dict lookup by float key it stands for (-0.0 is 0.0).
+                count = int(np.count_nonzero(present == key))
+                if count:
+                    labels[label] = labels.get(label, 0) + count
+                    counted += count
+            if len(present) > counted:
+                labels[OTHER] = labels.get(OTHER, 0) + len(present) - counted
+            return labels
+        # Counter keeps first-seen order, so the first values seen still take the free labels.
+        for value, count in collections.Counter(values.tolist()).items():
+            if value is None or value != value:  # None or NaN
+                continue
+            label = self._category_label(feature, value)
+            labels[label] = labels.get(label, 0) + count
+        return labels
+
+
+def _observe_many(histogram: Any, values: np.ndarray) -> None:
+    """``histogram.observe`` for every value, one increment per bucket instead of per value.
+
+    Uses the child's bucket and sum values (prometheus-client is pinned; the equivalence
+    with one ``observe`` per value is tested), and falls back to that loop if they move.
+    """
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    # A few values: numpy's per-call cost would dominate.
+    if len(values) <= _COUNT_BY_VALUE_ROWS or None in (buckets, total, bounds) or len(buckets) != len(bounds):
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound it does not exceed (NaN in none).
+    index = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
+    counts = np.bincount(index, minlength=len(bounds) + 1)
+    total.inc(float(values.sum()))
+    for i in np.flatnonzero(counts[: len(bounds)]).tolist():
+        buckets[i].inc(float(counts[i]))
 
 
 def _key(value: Any, dtype: ColumnType) -> Any:
