@@ -86,12 +86,13 @@ def binary_size(where: str, tensor: dict[str, Any]) -> int | None:
 
 def read_tensor(
     where: str, datatype: str, count: int, size: int, binary: memoryview, offset: int
-) -> tuple[list[Any], int]:
+) -> tuple[list[Any] | np.ndarray, int]:
     """Decode ``count`` values of ``datatype`` from ``size`` bytes of ``binary`` at ``offset``.
 
     Returns:
-        The values as plain Python objects (the JSON decoder's types: bool, int,
-        float, str), and the offset after them.
+        The values, and the offset after them: BYTES as a list of str, the fixed-width
+        datatypes as a 1-D array of theirs (BOOL as numpy bool), a copy that keeps
+        nothing of the body alive.
 
     Raises:
         RequestError: the sizes disagree, the data runs past the body, a BOOL byte is
@@ -120,8 +121,9 @@ def read_tensor(
     if datatype == "BOOL":
         if count and values.max() > 1:
             raise RequestError(400, f"{where}: BOOL bytes must be 0 or 1")
-        return values.astype(bool).tolist(), end
-    return values.tolist(), end
+        return values.astype(bool), end
+    # Native byte order, and no view into the request body (which can then be freed).
+    return values.astype(dtype.newbyteorder("="), copy=True), end
 
 
 def _read_bytes(where: str, count: int, chunk: memoryview) -> list[Any]:
