@@ -59,6 +59,10 @@ class OnnxPredictor:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No CPU memory arena: it grows to the largest batch served (a 10,000-row request, or
+        # several at once) and never shrinks, so the server would stay at its peak after hostile
+        # traffic. Plain allocations cost nothing measurable here (single-row p50 unchanged).
+        options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         meta = self._session.get_modelmeta().custom_metadata_map
         names = [column.name for column in spec.inputs]
