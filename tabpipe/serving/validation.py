@@ -430,10 +430,12 @@ class RequestDecoder:
             return self._decode_request(request, binary)
         except RequestError as exc:
             error = exc
-        # The error leaves without a traceback: its frames would hold the parsed body (Python
-        # objects several times its size, 200 MB for a 30 MB body), and asyncio's futures put
-        # tracebacks in reference cycles that only a full collection frees, long after the answer.
+        # The error leaves without a traceback or chained error: their frames would hold the parsed
+        # body (Python objects several times its size, 200 MB for a 30 MB body), and asyncio's
+        # futures put tracebacks in reference cycles that only a full collection frees, long after
+        # the answer. (Every error raised inside an except block here is "from None": nothing shown.)
         del request, binary
+        error.__context__ = error.__cause__ = None
         raise error.with_traceback(None)
 
     def _decode_request(self, request: Any, binary: memoryview | None) -> DecodedRequest:
