@@ -354,7 +354,7 @@ def requests(draw: Any, min_rows: int = 1, max_rows: int = 40) -> bytes:
     return json.dumps({"inputs": inputs, "parameters": {"content_type": "pd"}}).encode()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_json_requests_decode_as_the_per_value_reference(body: bytes) -> None:
     expected = _outcome(lambda: reference_decode(body))
@@ -362,7 +362,7 @@ def test_json_requests_decode_as_the_per_value_reference(body: bytes) -> None:
         assert _outcome(_decoded(decoder, body)) == expected
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(min_rows=200, max_rows=600))
 def test_large_json_requests_decode_as_the_per_value_reference(body: bytes) -> None:
     assert _outcome(_decoded(DECODERS["default"], body)) == _outcome(lambda: reference_decode(body))
@@ -472,7 +472,7 @@ def reference_numeric_decode(body: bytes) -> tuple[dict[str, np.ndarray], list[s
     return columns, [w.message for w in warnings_of(violations)]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(binary_requests())
 def test_binary_tensors_decode_as_their_values_sent_as_json_lists(case: tuple[bytes, str, bytes]) -> None:
     """Before, a binary tensor became a Python list and took the JSON path; now it stays an array."""
@@ -500,7 +500,7 @@ text_arrays = st.lists(st.one_of(st.sampled_from(_TEXT), st.none()), max_size=80
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.sampled_from(sorted(CONTRACT.columns)), st.data())
 def test_check_values_finds_what_the_per_rule_copies_found(name: str, data: Any) -> None:
     col = CONTRACT.columns[name]
@@ -569,7 +569,7 @@ json_documents = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(json_documents, st.booleans())
 def test_orjson_first_reads_what_json_reads(document: Any, ascii_only: bool) -> None:
     """Big ints stay exact ints, NaN and Infinity still parse, lone surrogates survive to be refused."""
@@ -583,7 +583,7 @@ def test_orjson_first_reads_what_json_reads(document: Any, ascii_only: bool) -> 
     assert _same(parsed, expected) if status == "ok" else parsed == expected
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(st.binary(max_size=60) | st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")))
 def test_orjson_first_refuses_what_json_refuses(body: bytes) -> None:
     status, parsed = _parsed(body)
@@ -749,7 +749,7 @@ def metric_batches(draw: Any) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     return columns, pred, task
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(metric_batches())
 def test_a_batch_counts_what_its_rows_count_one_by_one(case: Any) -> None:
     """Counts per label, per class, per bucket and per null are exact; sums agree to rounding."""
