@@ -362,7 +362,7 @@ def test_json_requests_decode_as_the_per_value_reference(body: bytes) -> None:
         assert _outcome(_decoded(decoder, body)) == expected
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(min_rows=200, max_rows=600))
 def test_large_json_requests_decode_as_the_per_value_reference(body: bytes) -> None:
     assert _outcome(_decoded(DECODERS["default"], body)) == _outcome(lambda: reference_decode(body))
