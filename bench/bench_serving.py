@@ -380,6 +380,8 @@ def peer_servers(fx: Fixture, workdir: Path, venvs: Path) -> tuple[dict[str, Pee
 
     import importlib.util
 
+    from tabpipe.serving.launcher import SERVER_ENV  # the allocator the deployed servers run with
+
     tabpipe_bundles = {
         "tabpipe": (fx.bundle_dir, "model.skops + bundle.json"),
         "tabpipe-onnx": (fx.onnx_bundle_dir, "model.skops + bundle.json + model.onnx"),
@@ -395,7 +397,8 @@ def peer_servers(fx: Fixture, workdir: Path, venvs: Path) -> tuple[dict[str, Pee
                                note: str = note) -> PeerServer:  # fmt: skip
                 cmd = [sys.executable, "-m", "tabpipe.serving", "--model", str(bundle), "--host", "127.0.0.1",
                        "--port", str(port), "--grpc-port", str(grpc_port)]  # fmt: skip
-                return PeerServer(name, cmd, port, grpc_port, dict(os.environ), ROOT, workdir / f"{name}.log",
+                env = {**os.environ, **SERVER_ENV}
+                return PeerServer(name, cmd, port, grpc_port, env, ROOT, workdir / f"{name}.log",
                                   infer, "/v2/health/ready", note)  # fmt: skip
 
             factories[name] = tabpipe_server

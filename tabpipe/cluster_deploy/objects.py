@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tabpipe.errors import ConfigError
+from tabpipe.serving.launcher import SERVER_ENV
 
 MANAGED_BY = "tabpipe"
 FIELD_MANAGER = "tabpipe-deploy"
@@ -149,6 +150,7 @@ def container(release: Release, target: ClusterTarget) -> dict[str, Any]:
             {"name": "MINIO_ENDPOINT", "value": release.object_store_endpoint},
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
+            *({"name": key, "value": value} for key, value in SERVER_ENV.items()),
         ],
         "envFrom": [{"secretRef": {"name": release.object_store_secret}}],
         "readinessProbe": probe,

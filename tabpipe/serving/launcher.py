@@ -23,6 +23,11 @@ DEFAULT_SERVE_PORT = 8765
 DEFAULT_SERVING_URL = f"http://127.0.0.1:{DEFAULT_SERVE_PORT}"
 #: The token file beside the server's log and PID file.
 TOKEN_FILENAME = "admin-token"
+#: The model server's environment: glibc's malloc for Python's small objects instead of pymalloc,
+#: whose 1 MiB arenas stay mapped while any object in them lives, so the server's memory returns
+#: to its baseline after hostile traffic (measured: 2-17 MB above it, against 30-40 MB with
+#: pymalloc) for about 5 % of latency. The cluster targets' pods get the same.
+SERVER_ENV = {"PYTHONMALLOC": "malloc"}
 #: The inference log's folder under the state dir: what the endpoint served, for monitoring.
 INFERENCE_LOG_DIRNAME = "inference-log"
 #: The model names this endpoint serves, one per line: a restarted endpoint serves them all again.
@@ -122,5 +127,5 @@ def ensure_serving(
         serving_url,
         lambda: is_live(serving_url),
         state_dir / "server.log",
-        env={**os.environ, TOKEN_ENV: token},
+        env={**os.environ, **SERVER_ENV, TOKEN_ENV: token},
     )

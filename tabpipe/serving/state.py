@@ -320,6 +320,7 @@ class MemoryTrimmer:
         self.pending = False
         self._stop = threading.Event()
         self._trim = _malloc_trim()
+        _fix_malloc_thresholds()
 
     def note_large(self) -> None:
         """A large request just finished: trim at the next tick."""
@@ -346,6 +347,34 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):
         return None
+
+
+#: glibc's mallopt parameters M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Blocks from 1 MiB go straight back to the system when freed; a heap keeps at most 4 MiB
+#: free at its top. (Lower values cost latency: every batch's arrays would be mapped anew.)
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 1024 * 1024, 4 * 1024 * 1024
+
+
+def _fix_malloc_thresholds() -> None:
+    """Fix glibc's mmap and trim thresholds (a no-op off glibc).
+
+    By default glibc raises both after each large free (a 30 MB body: mmap threshold 30 MB,
+    trim threshold 60 MB), so large blocks then come from the heaps, and a worker thread's
+    heap keeps up to 64 MB free that ``malloc_trim`` cannot return (it trims only the main
+    heap's top). Setting them turns that adjustment off.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        if name:
+            libc = ctypes.CDLL(name)
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 class ServingState:

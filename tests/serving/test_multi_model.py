@@ -271,6 +271,8 @@ def test_the_launcher_restarts_the_endpoint_with_every_model_run_against_it(tmp_
         argv = Path(f"/proc/{handle.pid}/cmdline").read_bytes().split(b"\0")
         models = [argv[i + 1].decode() for i, arg in enumerate(argv) if arg == b"--model"]
         assert models == ["models:/first-model@champion", "models:/second-model@champion"]
+        environ = Path(f"/proc/{handle.pid}/environ").read_bytes().split(b"\0")
+        assert b"PYTHONMALLOC=malloc" in environ  # memory returns to baseline after large requests
         log_dir = argv[argv.index(b"--inference-log") + 1].decode()
         assert log_dir == str((state / "inference-log").resolve())
         assert (state / "models").read_text() == "first-model\nsecond-model\n"

@@ -86,7 +86,7 @@ def test_every_target_runs_the_same_non_root_server_on_the_bundle() -> None:
         assert pod["automountServiceAccountToken"] is False
         # Credentials only by reference to a Secret, never as values.
         assert container["envFrom"] == [{"secretRef": {"name": "store"}}]
-        assert {e["name"] for e in container["env"]} == {"MINIO_ENDPOINT", "HOME", "TMPDIR"}
+        assert {e["name"] for e in container["env"]} == {"MINIO_ENDPOINT", "HOME", "TMPDIR", "PYTHONMALLOC"}
 
 
 def test_the_canary_deployment_has_its_own_name_and_track_but_the_shared_service_selects_both() -> None:
