@@ -144,6 +144,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         docker_host=args.docker_host,
     )
     print(format_summary(summary))
+    if serving_url is not None and summary.served_version:
+        from tabpipe.serving.launcher import remember_model
+
+        # A restarted endpoint serves this model again, beside the other data sets' models.
+        remember_model(args.state_dir / "serving", config.registry.model_name)
     return 0 if summary.succeeded else EXIT_FAILED
 
 

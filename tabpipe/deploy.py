@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 LOAD_TIMEOUT_SECONDS = 300.0
 REQUEST_TIMEOUT_SECONDS = 30.0
+#: How long a load refused with 429 (the server busy with another load) is retried.
+BUSY_RETRY_SECONDS = 120.0
 #: The same variable the server reads (tabpipe.serving.auth.TOKEN_ENV).
 TOKEN_ENV = "TABPIPE_SERVING_ADMIN_TOKEN"
 #: A file holding the token (written 0600 by the launcher); the deploy task gets its path.
@@ -137,19 +139,41 @@ def served_model(serving_url: str, name: str) -> ServedModel | None:
 
 
 def load(serving_url: str, name: str, uri: str) -> str:
-    """Ask the server to load ``uri`` as model ``name``; return the version it now serves."""
-    response = _request(
-        "POST",
-        f"{serving_url}/v2/repository/models/{name}/load",
-        json={"parameters": {"uri": uri}},
-        timeout=LOAD_TIMEOUT_SECONDS,
-    )
+    """Ask the server to load ``uri`` as model ``name``; return the version it now serves.
+
+    A 429 (another load running, or the server's load rate limit) is retried after its
+    ``Retry-After``, for at most :data:`BUSY_RETRY_SECONDS`.
+    """
+    import time
+
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    while True:
+        response = _request(
+            "POST",
+            f"{serving_url}/v2/repository/models/{name}/load",
+            json={"parameters": {"uri": uri}},
+            timeout=LOAD_TIMEOUT_SECONDS,
+        )
+        wait = _retry_after(response)
+        if wait is None or time.monotonic() + wait > deadline:
+            break
+        time.sleep(wait)
     if response.status_code != 200:
         raise DeployError(
             f"the server refused to load {uri}: HTTP {response.status_code} {response.text[:300]}"
             f"{_auth_hint(response)}"
         )
     return str(response.json()["version"])
+
+
+def _retry_after(response: Any) -> float | None:
+    """The seconds a 429 asks to wait, or None for any other answer."""
+    if response.status_code != 429:
+        return None
+    try:
+        return max(float(response.headers.get("retry-after", "1")), 0.1)
+    except ValueError:
+        return 1.0
 
 
 def infer_request(rows: pd.DataFrame, spec: ServingSpec) -> dict[str, Any]:

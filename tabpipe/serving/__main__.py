@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tabpipe.serving.launcher import DEFAULT_SERVE_PORT
-from tabpipe.serving.state import DEFAULT_INFLIGHT_BODIES, DEFAULT_MAX_LOADS_PER_MINUTE
-from tabpipe.serving.validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_ROWS
+from tabpipe.serving.validation import (
+    DEFAULT_INFLIGHT_BODIES,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT,
+    DEFAULT_MAX_LOADS_PER_MINUTE,
+    DEFAULT_MAX_ROWS,
+)
 
 if TYPE_CHECKING:
     from tabpipe.serving.inference_log import InferenceLogConfig
@@ -67,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="request bytes in progress at once (REST and gRPC); more answer 503 with Retry-After: 1 "
         f"(default: {DEFAULT_INFLIGHT_BODIES} x --max-body-bytes)",
+    )
+    parser.add_argument(
+        "--body-read-seconds",
+        type=float,
+        default=30.0,
+        help="how long an infer request body may take to arrive; slower ones answer 408",
     )
     parser.add_argument(
         "--max-loads-per-minute",
@@ -163,10 +174,10 @@ def serve(args: argparse.Namespace) -> int:
     from tabpipe.errors import ConfigError
     from tabpipe.serving.app import create_app
     from tabpipe.serving.auth import TOKEN_ENV, AdminToken
-    from tabpipe.serving.state import ServerConfig
+    from tabpipe.serving.state import ServerConfig, fix_malloc_thresholds
     from tabpipe.serving.validation import Limits
 
-    for option in ("max_rows", "max_body_bytes", "max_inflight", "max_loads_per_minute"):
+    for option in ("max_rows", "max_body_bytes", "max_inflight", "max_loads_per_minute", "body_read_seconds"):
         if getattr(args, option) < 1:
             raise ConfigError(f"--{option.replace('_', '-')}: must be positive, not {getattr(args, option)}")
     if args.max_inflight_bytes is not None and args.max_inflight_bytes < args.max_body_bytes:
@@ -210,8 +221,10 @@ def serve(args: argparse.Namespace) -> int:
         grpc_host=args.host,
         max_inflight_bytes=args.max_inflight_bytes,
         max_loads_per_minute=args.max_loads_per_minute,
+        body_read_seconds=args.body_read_seconds,
         inference_log=inference_log,
     )
+    fix_malloc_thresholds()  # memory returns after large requests (see the function)
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(
         create_app(config),

@@ -49,6 +49,8 @@ from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from tabpipe.serving.request_error import Busy
 from tabpipe.serving.state import (
+    DEFAULT_BODY_READ_SECONDS,
+    INLINE_MAX_BODY_BYTES,
     UNKNOWN,
     ActiveModel,
     Output,
@@ -64,7 +66,6 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 # Batches above these sizes run off the event loop so health probes keep answering.
 INLINE_MAX_ROWS = 256
-INLINE_MAX_BODY_BYTES = 256 * 1024
 #: The metrics' status for a request whose client left before its body arrived (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
 
@@ -131,7 +132,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 exc.__traceback__ = None
                 model, version = state.labels(request.path_params.get("name"))
                 response = _error(exc.status, exc.message)
-                if exc.status == 413:
+                if exc.status in (408, 413):
                     # The body was drained or refused unread: start afresh on a new connection.
                     response.headers["Connection"] = "close"
                 else:
@@ -144,6 +145,9 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 if exc.status == 401:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="tabpipe-serving"'
                 await _discard_unread_body(request)
+            except RecursionError:
+                # A body nested deeper than Python can walk (orjson parses 1,023 levels).
+                response = _error(400, "the request is nested too deeply")
             except ClientDisconnect:
                 # The client went away mid-body: nobody reads an answer; 499 only labels the metric.
                 model, version = state.labels(request.path_params.get("name"))
@@ -181,7 +185,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     async def infer_admitted(
         request: Request, active: ActiveModel, reservation: Reservation
     ) -> tuple[Response, str, str]:
-        body = await _read_body(request, config.limits.max_body_bytes, reservation)
+        body = await _read_body(request, config.limits.max_body_bytes, reservation, config.body_read_seconds)
         header_length = request.headers.get(BINARY_HEADER)  # the binary tensor extension
         decoder = active.decoder
         if len(body) > INLINE_MAX_BODY_BYTES:
@@ -229,8 +233,8 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
 
     async def repository_unload(request: Request) -> tuple[Response, str, str]:
         name = request.path_params["name"]
-        old = await run_in_threadpool(state.unload, name)
-        return _json({"name": name, "unloaded": True}), name, old.version
+        version = await run_in_threadpool(state.unload, name)
+        return _json({"name": name, "unloaded": True}), name, version
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -257,6 +261,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             yield
         finally:
             state.trimmer.stop()
+            state.stopping.set()
             if grpc_server is not None:
                 grpc_server.stop(grace=2).wait(5)
             if state.inference_log is not None:
@@ -362,12 +367,21 @@ async def _discard_unread_body(request: Request) -> None:
         await _drain(request.stream(), DRAIN_MAX_BYTES)
 
 
-async def _read_body(request: Request, limit: int, reservation: Reservation | None = None) -> bytes:
+async def _read_body(
+    request: Request,
+    limit: int,
+    reservation: Reservation | None = None,
+    timeout: float = DEFAULT_BODY_READ_SECONDS,
+) -> bytes:
     """The request body, refusing more than ``limit`` bytes by header and by actual size.
 
     A too-large body is answered 413 with ``Connection: close`` after the rest of it
     is read and discarded (:func:`_drain`), so the client reads the status instead of
-    a connection reset. With ``Expect: 100-continue`` the 413 goes before the body.
+    a connection reset. With ``Expect: 100-continue`` the 413 goes before the body. An
+    infer request's bytes count against the server's in-flight bound as they arrive
+    (``reservation``; 503 past it), never by what a header promises, and a body that
+    does not arrive within ``timeout`` seconds is answered 408: a client that
+    declares a large body and sends nothing holds nothing.
     """
     request.state.body_read = True
     declared = request.headers.get("content-length")
@@ -384,19 +398,21 @@ async def _read_body(request: Request, limit: int, reservation: Reservation | No
             if "100-continue" not in request.headers.get("expect", "").lower() and size <= DRAIN_MAX_BYTES:
                 await _drain(request.stream(), size)
             raise RequestError(413, message)
-        if reservation is not None:
-            reservation.grow(size)
     chunks: list[bytes] = []
     read = 0
     stream = request.stream()
-    async for chunk in stream:
-        read += len(chunk)
-        if read > limit:
-            await _drain(stream, DRAIN_MAX_BYTES)
-            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-        if reservation is not None and declared is None:
-            reservation.grow(len(chunk))
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in stream:
+                read += len(chunk)
+                if read > limit:
+                    await _drain(stream, DRAIN_MAX_BYTES)
+                    raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+                if reservation is not None:
+                    reservation.grow(len(chunk))
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 

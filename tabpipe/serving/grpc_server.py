@@ -32,7 +32,7 @@ from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.oip import grpc_predict_v2_pb2 as pb
 from tabpipe.serving.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from tabpipe.serving.request_error import Busy, RequestError
-from tabpipe.serving.state import UNKNOWN, predict
+from tabpipe.serving.state import INLINE_MAX_BODY_BYTES, UNKNOWN, predict
 
 if TYPE_CHECKING:
     from tabpipe.serving.state import ActiveModel, ServingState
@@ -282,7 +282,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             with self.state.admission.admit() as reservation:
                 size = request.ByteSize()
                 reservation.grow(size)
-                if size > 256 * 1024:
+                if size > INLINE_MAX_BODY_BYTES:
                     self.state.trimmer.note_large()
                 document, binary = request_to_dict(request)
                 decoded = active.decoder.decode_request(document, binary)
@@ -345,13 +345,25 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         """Stop serving ``model_name`` only."""
 
         def work() -> tuple[Any, str, str]:
-            old = self.state.unload(request.model_name)
-            return pb.RepositoryModelUnloadResponse(), old.name, old.version
+            version = self.state.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse(), request.model_name, version
 
         return self._call("repository_unload", context, "admin", work, request.model_name)
 
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+#: Each RPC's endpoint label in the metrics (as :meth:`InferenceService._call` names them).
+_ENDPOINTS = {
+    "ServerLive": "server_live",
+    "ServerReady": "server_ready",
+    "ModelReady": "model_ready",
+    "ServerMetadata": "server_metadata",
+    "ModelMetadata": "metadata",
+    "ModelInfer": "infer",
+    "RepositoryIndex": "repository_index",
+    "RepositoryModelLoad": "repository_load",
+    "RepositoryModelUnload": "repository_unload",
+}
 #: The longest error message sent: messages quote client-chosen names, and the grpc-message
 #: trailer must stay under clients' 16 KB metadata limit even percent-encoded.
 MAX_MESSAGE_CHARS = 1000
@@ -382,7 +394,7 @@ def _method_handlers(servicer: InferenceService) -> dict[str, grpc.RpcMethodHand
             context: grpc.ServicerContext,
             request_type: Any = request_type,
             implementation: Callable[..., Any] = implementation,
-            endpoint: str = method.name,
+            endpoint: str = _ENDPOINTS[method.name],
         ) -> Any:
             try:
                 request = request_type.FromString(data)

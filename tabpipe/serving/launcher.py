@@ -60,13 +60,23 @@ def inference_log_dir(state_dir: Path) -> Path:
     return state_dir.resolve() / INFERENCE_LOG_DIRNAME
 
 
-def remember_model(state_dir: Path, model_name: str) -> list[str]:
-    """Add ``model_name`` to the endpoint's list of served models; return the whole list, in order."""
-    path = state_dir / MODELS_FILENAME
+def remembered_models(state_dir: Path) -> list[str]:
+    """The model names deployed to the endpoint of ``state_dir`` so far, in order."""
     try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = (state_dir / MODELS_FILENAME).read_text(encoding="utf-8")
     except FileNotFoundError:
-        names = []
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def remember_model(state_dir: Path, model_name: str) -> list[str]:
+    """Record that ``model_name`` was deployed to the endpoint (after a successful deploy); return the list.
+
+    Only deployed names are kept: a name whose first deploy failed has no ``@champion``, and a
+    restarted endpoint waiting for it would never be ready.
+    """
+    path = state_dir / MODELS_FILENAME
+    names = remembered_models(state_dir)
     if model_name not in names:
         names.append(model_name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,17 +102,18 @@ def ensure_serving(
     """Use the endpoint this project started at ``serving_url``, or start one serving ``@champion``.
 
     One endpoint serves every model the project has deployed to it, each by name: a
-    started endpoint loads the ``@champion`` of every model name run against it before
-    (kept in ``<state dir>/models``), so a restart does not lose the other data sets'
-    models. Every request it serves is logged to :func:`inference_log_dir` for monitoring.
-    A first run has no champion yet: the server then starts not ready, and the
+    started endpoint loads the ``@champion`` of ``model_name`` and of every model deployed to
+    it before (:func:`remember_model`, in ``<state dir>/models``), so a restart does not lose
+    the other data sets' models. Every request it serves is logged to :func:`inference_log_dir`
+    for monitoring. A first run has no champion yet: the server then starts not ready, and the
     deploy stage loads the new version into it. The admin token is in
     :func:`token_file`; point the deploy task at it with ``TABPIPE_SERVING_ADMIN_TOKEN_FILE``.
 
     Raises:
         ServiceError: another server answers there (unless ``reuse``), or ours did not come up.
     """
-    names = remember_model(state_dir, model_name)
+    names = remembered_models(state_dir)
+    names += [] if model_name in names else [model_name]
     if is_live(serving_url):
         handle = claim_or_refuse("serving endpoint", serving_url, state_dir, reuse, "SERVE_PORT=<port>")
         if handle is not None:

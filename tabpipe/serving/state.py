@@ -31,7 +31,15 @@ from tabpipe.serving.auth import AdminToken
 from tabpipe.serving.metrics import ModelMetrics, ServingMetrics
 from tabpipe.serving.request_error import Busy
 from tabpipe.serving.store import LoadedModel, claimed_model_name, is_registry_uri, load_uri
-from tabpipe.serving.validation import CONTRACT_DATATYPE, DecodedRequest, Limits, RequestDecoder, RequestError
+from tabpipe.serving.validation import (
+    CONTRACT_DATATYPE,
+    DEFAULT_INFLIGHT_BODIES,
+    DEFAULT_MAX_LOADS_PER_MINUTE,
+    DecodedRequest,
+    Limits,
+    RequestDecoder,
+    RequestError,
+)
 
 if TYPE_CHECKING:
     from tabpipe.serving.inference_log import InferenceLog, InferenceLogConfig
@@ -40,10 +48,14 @@ log = logging.getLogger(__name__)
 
 #: The model label of metrics for requests that name no served model.
 UNKNOWN = "__unknown__"
-#: Loads allowed per minute by default (a deploy needs one, two when it rolls back).
-DEFAULT_MAX_LOADS_PER_MINUTE = 12
-#: Request bodies in flight at once, in units of the largest allowed body, by default.
-DEFAULT_INFLIGHT_BODIES = 4
+#: Bodies above this size are decoded off the event loop, and mark the request large (memory trim).
+INLINE_MAX_BODY_BYTES = 256 * 1024
+#: How long a request body may take to arrive before it is answered 408.
+DEFAULT_BODY_READ_SECONDS = 30.0
+#: A failed startup load is retried after this long, doubling up to the maximum, until it loads
+#: (a store that was down at startup) or its name is unloaded or loaded through the API.
+STARTUP_RETRY_FIRST_SECONDS = 5.0
+STARTUP_RETRY_MAX_SECONDS = 60.0
 
 
 class ModelState(enum.StrEnum):
@@ -199,6 +211,7 @@ class ServerConfig:
         max_inflight_bytes: Request bytes in progress at once (more answer 503); default
             :data:`DEFAULT_INFLIGHT_BODIES` times the body limit.
         max_loads_per_minute: Repository loads allowed in any 60 s (more answer 429).
+        body_read_seconds: How long an infer body may take to arrive (408 past it).
         inference_log: Where and how often served requests are logged (None: not logged).
     """
 
@@ -211,6 +224,7 @@ class ServerConfig:
     grpc_host: str = "127.0.0.1"
     max_inflight_bytes: int | None = None
     max_loads_per_minute: int = DEFAULT_MAX_LOADS_PER_MINUTE
+    body_read_seconds: float = DEFAULT_BODY_READ_SECONDS
     inference_log: InferenceLogConfig | None = None
 
     def __post_init__(self) -> None:
@@ -290,6 +304,8 @@ class LoadLimiter:
         self.per_minute = per_minute
         self._clock = clock
         self._starts: deque[float] = deque()
+        # REST loads run on the event loop, gRPC ones on its worker threads.
+        self._lock = threading.Lock()
 
     def take(self) -> None:
         """Count one load.
@@ -297,13 +313,14 @@ class LoadLimiter:
         Raises:
             Busy: 429 with the seconds until a load is allowed again as ``Retry-After``.
         """
-        now = self._clock()
-        while self._starts and now - self._starts[0] >= 60.0:
-            self._starts.popleft()
-        if len(self._starts) >= self.per_minute:
-            wait = math.ceil(60.0 - (now - self._starts[0]))
-            raise Busy(429, f"at most {self.per_minute} loads a minute; retry in {wait} s", max(wait, 1))
-        self._starts.append(now)
+        with self._lock:
+            now = self._clock()
+            while self._starts and now - self._starts[0] >= 60.0:
+                self._starts.popleft()
+            if len(self._starts) >= self.per_minute:
+                wait = math.ceil(60.0 - (now - self._starts[0]))
+                raise Busy(429, f"at most {self.per_minute} loads a minute; retry in {wait} s", max(wait, 1))
+            self._starts.append(now)
 
 
 class MemoryTrimmer:
@@ -320,7 +337,6 @@ class MemoryTrimmer:
         self.pending = False
         self._stop = threading.Event()
         self._trim = _malloc_trim()
-        _fix_malloc_thresholds()
 
     def note_large(self) -> None:
         """A large request just finished: trim at the next tick."""
@@ -338,15 +354,20 @@ class MemoryTrimmer:
         self._stop.set()
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc() -> Any:
+    """The C library (glibc on Linux), or None where it cannot be loaded."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name) if name else None
+    except OSError:
         return None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    return getattr(_libc(), "malloc_trim", None)
 
 
 #: glibc's mallopt parameters M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
@@ -356,25 +377,23 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD, _TRIM_THRESHOLD = 1024 * 1024, 4 * 1024 * 1024
 
 
-def _fix_malloc_thresholds() -> None:
+def fix_malloc_thresholds() -> None:
     """Fix glibc's mmap and trim thresholds (a no-op off glibc).
 
     By default glibc raises both after each large free (a 30 MB body: mmap threshold 30 MB,
     trim threshold 60 MB), so large blocks then come from the heaps, and a worker thread's
     heap keeps up to 64 MB free that ``malloc_trim`` cannot return (it trims only the main
-    heap's top). Setting them turns that adjustment off.
+    heap's top). Setting them turns that adjustment off. Process-wide: the server's entry
+    point calls it, not the app (tests and benchmarks build apps in their own processes).
     """
-    import ctypes
-    import ctypes.util
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
-    name = ctypes.util.find_library("c")
-    try:
-        if name:
-            libc = ctypes.CDLL(name)
-            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
+
+def _load_in_progress() -> Busy:
+    return Busy(429, "another load is in progress; retry when it has finished", 5)
 
 
 class ServingState:
@@ -398,6 +417,9 @@ class ServingState:
         self.load_limiter = LoadLimiter(config.max_loads_per_minute)
         self.trimmer = MemoryTrimmer()
         self.inference_log: InferenceLog | None = None
+        self._startup_keys: dict[str, str] = {}
+        # Set at shutdown: startup-load retries stop.
+        self.stopping = threading.Event()
 
     # ---- reading (any thread, no lock) ----
 
@@ -472,7 +494,7 @@ class ServingState:
             Busy: 429 with ``Retry-After``.
         """
         if self._load_lock.locked():
-            raise Busy(429, "another load is in progress; retry when it has finished", 5)
+            raise _load_in_progress()
         self.load_limiter.take()
 
     def _set_status(self, key: str, status: ModelStatus | None, drop: str | None = None) -> None:
@@ -486,17 +508,29 @@ class ServingState:
                 statuses[key] = status
             self.statuses = statuses
 
-    def load(self, uri: str, expected_name: str | None = None) -> ActiveModel:
+    def load(
+        self, uri: str, expected_name: str | None = None, wait: bool = False, key: str | None = None
+    ) -> ActiveModel:
         """Load ``uri`` and swap it in beside the other models; blocking, so call it from a worker thread.
 
         A load of a name already served replaces that model only when the new one is
         ready; on failure the old one serves on (the index keeps the reason).
 
+        Args:
+            uri: What to load.
+            expected_name: The name the model must have (a repository load's path).
+            wait: Wait for a load in progress (startup loads) instead of refusing with 429.
+            key: The index entry the load is for (a startup load's, fixed at startup).
+
         Raises:
             TabpipeError: the model cannot be loaded or verified, or its name is not ``expected_name``.
+            Busy: 429, another load is in progress and ``wait`` is false.
         """
-        key = expected_name or claimed_model_name(uri) or uri
-        with self._load_lock:
+        key = key or expected_name or claimed_model_name(uri) or uri
+        if not self._load_lock.acquire(blocking=wait):
+            raise _load_in_progress()
+        with contextlib.ExitStack() as held:
+            held.callback(self._load_lock.release)
             previous = self.statuses.get(key)
             served = self.models.get(key)
             if served is not None:
@@ -526,6 +560,8 @@ class ServingState:
             old = self.models.get(active.name)
             self.models = {**self.models, active.name: active}
             self._set_status(active.name, ModelStatus(ModelState.READY, "", uri), drop=key)
+            if uri in self.statuses:  # a startup entry known by its URI until now
+                self._set_status(uri, None)
             self._sources[active.name] = uri
             self.metrics.loads.labels("ok").inc()
             if old is not None:
@@ -534,35 +570,67 @@ class ServingState:
             log.info("serving %s version %s from %s", active.name, active.version, uri)
             return active
 
-    def unload(self, name: str) -> ActiveModel:
-        """Stop serving ``name`` only (it is no longer wanted: readiness does not wait for it).
+    def unload(self, name: str) -> str:
+        """Stop serving ``name`` only, and stop wanting it: readiness no longer waits for it.
+
+        A name that failed to load (wanted, not served) is dropped too.
+
+        Returns:
+            The version that was served ('' when none was).
 
         Raises:
-            RequestError: 404 when ``name`` is not loaded.
+            RequestError: 404 when ``name`` is neither served nor wanted.
         """
         with self._load_lock:
             old = self.models.get(name)
-            if old is None:
+            if old is None and name not in self.statuses:
                 raise RequestError(404, f"model {name!r} is not loaded")
-            self.models = {k: v for k, v in self.models.items() if k != name}
+            # The status first: a readiness probe in between must not see a wanted name unserved.
             self._set_status(name, None)
+            if old is None:
+                log.info("%s is no longer wanted (it was not served)", name)
+                return ""
+            self.models = {k: v for k, v in self.models.items() if k != name}
             self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
             log.info("unloaded %s version %s", old.name, old.version)
-            return old
+            return old.version
 
     def load_initial(self) -> None:
-        """Load the startup models one by one; failures are logged and leave those not ready."""
-        for uri in self.config.model_uris:
-            try:
-                self.load(uri)
-            except Exception as exc:  # noqa: BLE001 (the server stays up, not ready, and says why)
-                log.error("could not load %s: %s", uri, exc)
+        """Load the startup models one by one, retrying failures with backoff until shutdown.
 
-    def mark_startup_loading(self) -> None:
-        """Show every startup model as LOADING before the load thread starts (readiness waits)."""
+        A failure leaves that name not ready and says why in the index; the load is retried
+        (a store down at startup comes back) unless the name was unloaded, or loaded through
+        the repository extension meanwhile (a deploy's newer version is never overwritten).
+        """
+        # Each URI keeps the index entry it started with, whatever its bundle claims later.
+        pending = dict(self._startup_keys) or self.mark_startup_loading()
+        delay = STARTUP_RETRY_FIRST_SECONDS
+        while pending:
+            failed = {}
+            for uri, key in pending.items():
+                if key not in self.statuses or key in self.models:
+                    continue
+                try:
+                    self.load(uri, wait=True, key=key)
+                except Exception as exc:  # noqa: BLE001 (the server stays up, not ready, and says why)
+                    log.error("could not load %s (retrying in %.0f s): %s", uri, delay, exc)
+                    failed[uri] = key
+            pending = failed
+            if pending and self.stopping.wait(delay):
+                return
+            delay = min(delay * 2, STARTUP_RETRY_MAX_SECONDS)
+
+    def mark_startup_loading(self) -> dict[str, str]:
+        """Show every startup model as LOADING before the load thread starts (readiness waits).
+
+        Returns:
+            Each startup URI's index key: the name it claims, or the URI itself.
+        """
         for uri in self.config.model_uris:
             key = claimed_model_name(uri) or uri
+            self._startup_keys[uri] = key
             self._set_status(key, ModelStatus(ModelState.LOADING, "loading", uri))
+        return dict(self._startup_keys)
 
     def source_to_reload(self, name: str) -> str:
         """What a load request without a URI reloads: the name's current source or startup URI.

@@ -52,6 +52,10 @@ from tabpipe.serving_spec import ServingSpec
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT = 64
+#: Request bodies in flight at once, in units of the largest allowed body, by default.
+DEFAULT_INFLIGHT_BODIES = 4
+#: Repository loads allowed per minute by default (a deploy needs one, two when it rolls back).
+DEFAULT_MAX_LOADS_PER_MINUTE = 12
 
 _INT_RANGES = {
     "INT8": (-(2**7), 2**7 - 1),

@@ -165,14 +165,14 @@ def test_loads_past_the_rate_limit_answer_429_and_inference_goes_on(
         assert 'tabpipe_serving_model_loads_total{outcome="ok"} 3.0' in client.get("/metrics").text
 
 
-def _open_request(port: int, path: str, length: int) -> socket.socket:
-    """Send a request's headers and part of its body, and keep the connection open."""
+def _open_request(port: int, path: str, length: int, sent: int = 1) -> socket.socket:
+    """Send a request's headers and ``sent`` bytes of its body, and keep the connection open."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {length}\r\n\r\n"
     )
-    sock.sendall(head.encode() + b"{")
+    sock.sendall(head.encode() + b"{" + b" " * (sent - 1))
     return sock
 
 
@@ -185,9 +185,10 @@ def test_request_bytes_in_flight_are_bounded_with_503_and_retry_after(
     )
     server.wait_ready()
     path = f"/v2/models/{PHISHING}/infer"
-    held = _open_request(server.port, path, 900_000)  # 900 kB of the 1.5 MB in flight, still arriving
+    # 900 kB of the 1.5 MB in flight, arrived, the last byte still awaited.
+    held = _open_request(server.port, path, 900_001, sent=900_000)
     try:
-        time.sleep(0.5)  # the server has read its headers and counted its length
+        time.sleep(1.0)  # the server has read and counted what arrived
         body = json.dumps(oip_request(phishing.spec, phishing.rows.head(1))).encode()
         padded = body + b" " * (700_000 - len(body))  # whitespace is valid JSON padding
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -275,10 +276,12 @@ def test_the_launcher_restarts_the_endpoint_with_every_model_run_against_it(tmp_
         assert b"PYTHONMALLOC=malloc" in environ  # memory returns to baseline after large requests
         log_dir = argv[argv.index(b"--inference-log") + 1].decode()
         assert log_dir == str((state / "inference-log").resolve())
-        assert (state / "models").read_text() == "first-model\nsecond-model\n"
-        # Reusing the running endpoint for a third model records it for the next start.
+        # Only a successful deploy records a name: one that never deployed has no champion to wait for.
+        assert (state / "models").read_text() == "first-model\n"
         again = ensure_serving(url, "third-model", "http://127.0.0.1:9", state)
         assert again.pid == handle.pid
-        assert (state / "models").read_text().splitlines()[-1] == "third-model"
+        remember_model(state, "third-model")  # what tabpipe run does after the deploy succeeded
+        remember_model(state, "first-model")
+        assert (state / "models").read_text() == "first-model\nthird-model\n"
     finally:
         stop_server(handle)
