@@ -416,16 +416,22 @@ async def _read_body(
     return b"".join(chunks)
 
 
-def _index_ready_only(body: bytes) -> bool:
-    """The ``ready`` flag of a repository index request (False without a body)."""
+def _json_object(body: bytes, what: str) -> dict[str, Any] | None:
+    """A small repository request body as a JSON object; None when it is empty."""
     if not body.strip():
-        return False
+        return None
     try:
         request = json.loads(body)
     except (ValueError, RecursionError):
-        raise RequestError(400, "index request body is not valid JSON") from None
+        raise RequestError(400, f"{what} request body is not valid JSON") from None
     if not isinstance(request, dict):
-        raise RequestError(400, "index request body must be a JSON object")
+        raise RequestError(400, f"{what} request body must be a JSON object")
+    return request
+
+
+def _index_ready_only(body: bytes) -> bool:
+    """The ``ready`` flag of a repository index request (False without a body)."""
+    request = _json_object(body, "index") or {}
     ready = request.get("ready", False)
     if not isinstance(ready, bool):
         raise RequestError(400, "ready: must be a boolean")
@@ -434,14 +440,9 @@ def _index_ready_only(body: bytes) -> bool:
 
 def _load_uri(body: bytes) -> str | None:
     """The ``parameters.uri`` of a repository load request, if any."""
-    if not body.strip():
+    request = _json_object(body, "load")
+    if request is None:
         return None
-    try:
-        request = json.loads(body)
-    except (ValueError, RecursionError):
-        raise RequestError(400, "load request body is not valid JSON") from None
-    if not isinstance(request, dict):
-        raise RequestError(400, "load request body must be a JSON object")
     parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):
         raise RequestError(400, "parameters: must be an object")

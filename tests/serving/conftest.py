@@ -75,3 +75,20 @@ def housing_server(bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPath
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def housing_grpc_endpoint(
+    bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, str]]:
+    """A housing server (numeric and string columns, nullable) with gRPC, and its gRPC address."""
+    from serving_support import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("grpc-housing") / "server.log"
+    server = Server(bundles["housing-v1"].path, "--grpc-port", str(port), log_path=log)
+    try:
+        server.wait_ready()
+        yield server, f"127.0.0.1:{port}"
+    finally:
+        server.stop()

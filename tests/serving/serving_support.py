@@ -162,3 +162,16 @@ def oip_request(spec: Any, rows: pd.DataFrame, request_id: str | None = None) ->
     if request_id is not None:
         body["id"] = request_id
     return body
+
+
+def silent_tracking_server(monkeypatch: Any, timeout: int) -> tuple[socket.socket, str]:
+    """A "tracking server" that accepts and never answers: a registry load hangs ``timeout`` s on it.
+
+    Returns the listening socket (close it after the test) and its URI.
+    """
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
+    return silent, f"http://127.0.0.1:{silent.getsockname()[1]}"

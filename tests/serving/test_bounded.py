@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
-from serving_support import Bundle, oip_request
+from serving_support import Bundle, oip_request, silent_tracking_server
 
 HOUSING = "housing-price"
 
@@ -46,13 +45,7 @@ def test_inflight_limit_answers_503_with_retry_after(start_server: Any, bundles:
 def test_a_second_load_while_one_runs_is_429(
     start_server: Any, bundles: dict[str, Bundle], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A "tracking server" that accepts and never answers: a registry load hangs on it.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    tracking = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    silent, tracking = silent_tracking_server(monkeypatch, timeout=20)
     server = start_server(bundles["housing-v1"].path, "--tracking-uri", tracking)
     server.wait_ready()
     first: list[int] = []

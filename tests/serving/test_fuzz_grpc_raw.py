@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import Bundle, Server, free_port
+from serving_support import Bundle, Server
 
 HOUSING = "housing-price"
 PREFIX = "/inference.GRPCInferenceService/"
@@ -41,18 +41,8 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_heal
 
 
 @pytest.fixture(scope="module")
-def raw_endpoint(
-    bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Server, str]]:
-    """A housing server (numeric and string columns, nullable) and its gRPC address."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("grpc-raw") / "server.log"
-    server = Server(bundles["housing-v1"].path, "--grpc-port", str(port), log_path=log)
-    try:
-        server.wait_ready()
-        yield server, f"127.0.0.1:{port}"
-    finally:
-        server.stop()
+def raw_endpoint(housing_grpc_endpoint: tuple[Server, str]) -> tuple[Server, str]:
+    return housing_grpc_endpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import Bundle, Server, free_port
+from serving_support import Bundle, Server
 
 HOUSING = "housing-price"
 EXAMPLES = 250
@@ -46,17 +45,8 @@ json_scalars = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def wire_server(
-    bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Server, str]]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("wire") / "server.log"
-    server = Server(bundles["housing-v1"].path, "--grpc-port", str(port), log_path=log)
-    try:
-        server.wait_ready()
-        yield server, f"127.0.0.1:{port}"
-    finally:
-        server.stop()
+def wire_server(housing_grpc_endpoint: tuple[Server, str]) -> tuple[Server, str]:
+    return housing_grpc_endpoint
 
 
 def _encode(datatype: str, values: list[Any]) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import Bundle, oip_request
+from serving_support import Bundle, oip_request, silent_tracking_server
 
 PHISHING = "phishing-e2e"
 HOUSING = "housing-price"
@@ -115,13 +115,7 @@ def test_the_deploy_client_waits_out_a_load_in_progress(
 
     from tabpipe.deploy import load
 
-    # A "tracking server" that accepts and never answers: a registry load hangs on it for 8 s.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "8")
-    tracking = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    silent, tracking = silent_tracking_server(monkeypatch, timeout=8)  # a registry load hangs 8 s
     housing = bundles["housing-v1"]
     server = start_server(housing.path, "--tracking-uri", tracking)
     server.wait_ready()
