@@ -83,6 +83,25 @@ def _runs(mlflow_client, experiment_id: str, kfp_run_id: str) -> list:
     )
 
 
+def _settled_runs(mlflow_client, experiment_id: str, kfp_run_id: str) -> list:
+    """The runs once the server has finished the requests the killed task had in flight.
+
+    SIGKILL ends the client, not the server's handling of requests already sent: a trial's
+    ``create_run`` or ``set_terminated`` can still land just after the kill. Read until two
+    reads a second apart agree on every run and its status.
+    """
+    deadline = time.monotonic() + 30
+    previous = None
+    while True:
+        runs = _runs(mlflow_client, experiment_id, kfp_run_id)
+        current = sorted((r.info.run_id, r.info.status) for r in runs)
+        if current == previous:
+            return runs
+        assert time.monotonic() < deadline, "the killed task's runs kept changing for 30 s"
+        previous = current
+        time.sleep(1.0)
+
+
 def test_train_after_a_killed_train_closes_the_runs_it_left_running(mlflow_server: str, train_inputs) -> None:
     config, args = train_inputs
     mlflow_client = tracking.client(mlflow_server)
@@ -103,7 +122,7 @@ def test_train_after_a_killed_train_closes_the_runs_it_left_running(mlflow_serve
         os.kill(task.pid, signal.SIGKILL)
         task.wait(timeout=30)
     assert task.returncode == -signal.SIGKILL
-    left = _runs(mlflow_client, experiment_id, "kfp-killed")
+    left = _settled_runs(mlflow_client, experiment_id, "kfp-killed")
     assert "RUNNING" in {run.info.status for run in left}, [run.info.status for run in left]
 
     # The next pipeline run's train stage.
