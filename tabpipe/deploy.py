@@ -133,6 +133,9 @@ def served_model(serving_url: str, name: str) -> ServedModel | None:
             f"{serving_url}/v2/repository/index answered HTTP {response.status_code}{_auth_hint(response)}"
         )
     for entry in response.json():
+        # Other versions kept beside the default (--versions-per-model) are listed with default false.
+        if entry.get("default", True) is False:
+            continue
         if entry.get("name") == name and entry.get("state") == "READY" and entry.get("version"):
             return ServedModel(entry["name"], str(entry["version"]), entry.get("source", ""))
     return None

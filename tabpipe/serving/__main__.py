@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="repository loads allowed in any minute; more answer 429 with Retry-After",
     )
     parser.add_argument(
+        "--versions-per-model",
+        type=int,
+        default=1,
+        help="versions of one model name kept loaded, the default included: earlier versions answer "
+        "/v2/models/NAME/versions/VERSION/... until evicted, oldest first (default 1: a load replaces)",
+    )
+    parser.add_argument(
         "--bundle-root",
         type=Path,
         action="append",
@@ -177,7 +184,15 @@ def serve(args: argparse.Namespace) -> int:
     from tabpipe.serving.state import ServerConfig, fix_malloc_thresholds
     from tabpipe.serving.validation import Limits
 
-    for option in ("max_rows", "max_body_bytes", "max_inflight", "max_loads_per_minute", "body_read_seconds"):
+    positive = (
+        "max_rows",
+        "max_body_bytes",
+        "max_inflight",
+        "max_loads_per_minute",
+        "body_read_seconds",
+        "versions_per_model",
+    )
+    for option in positive:
         if getattr(args, option) < 1:
             raise ConfigError(f"--{option.replace('_', '-')}: must be positive, not {getattr(args, option)}")
     if args.max_inflight_bytes is not None and args.max_inflight_bytes < args.max_body_bytes:
@@ -221,6 +236,7 @@ def serve(args: argparse.Namespace) -> int:
         grpc_host=args.host,
         max_inflight_bytes=args.max_inflight_bytes,
         max_loads_per_minute=args.max_loads_per_minute,
+        versions_per_model=args.versions_per_model,
         body_read_seconds=args.body_read_seconds,
         inference_log=inference_log,
     )

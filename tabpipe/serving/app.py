@@ -53,11 +53,13 @@ from tabpipe.serving.state import (
     INLINE_MAX_BODY_BYTES,
     UNKNOWN,
     ActiveModel,
+    LoadRequest,
     Output,
     Reservation,
     ServerConfig,
     ServingState,
     predict,
+    unload_version,
 )
 from tabpipe.serving.validation import RequestError
 
@@ -218,14 +220,15 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     async def repository_load(request: Request) -> tuple[Response, str, str]:
         name = request.path_params["name"]
         body = await _read_body(request, 64 * 1024)
-        uri = _load_uri(body)
+        wanted = LoadRequest.from_parameters(_request_parameters(body, "load"))
+        uri = wanted.uri
         if uri is None:
             uri = state.source_to_reload(name)
         else:
             state.check_load_uri(uri)
         state.check_can_load()
         try:
-            active = await run_in_threadpool(state.load, uri, name)
+            active = await run_in_threadpool(state.load, uri, name, make_default=wanted.make_default)
         except TabpipeError as exc:
             # OIP repository extension: a failed load answers 400 with the reason.
             raise RequestError(400, f"loading {name!r} from {uri} failed: {exc}") from None
@@ -233,8 +236,11 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
 
     async def repository_unload(request: Request) -> tuple[Response, str, str]:
         name = request.path_params["name"]
-        version = await run_in_threadpool(state.unload, name)
-        return _json({"name": name, "unloaded": True}), name, version
+        body = await _read_body(request, 64 * 1024)
+        only = unload_version(_request_parameters(body, "unload"))
+        version = await run_in_threadpool(state.unload, name, only)
+        answer = {"name": name, "unloaded": True} | ({"version": only} if only else {})
+        return _json(answer), name, version
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -438,15 +444,10 @@ def _index_ready_only(body: bytes) -> bool:
     return ready
 
 
-def _load_uri(body: bytes) -> str | None:
-    """The ``parameters.uri`` of a repository load request, if any."""
-    request = _json_object(body, "load")
-    if request is None:
-        return None
+def _request_parameters(body: bytes, what: str) -> dict[str, Any]:
+    """The ``parameters`` object of a repository load or unload request ({} without a body)."""
+    request = _json_object(body, what) or {}
     parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):
         raise RequestError(400, "parameters: must be an object")
-    uri = parameters.get("uri")
-    if uri is not None and (not isinstance(uri, str) or not uri):
-        raise RequestError(400, "parameters.uri: must be a non-empty string")
-    return uri
+    return parameters

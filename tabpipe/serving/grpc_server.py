@@ -32,7 +32,7 @@ from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.oip import grpc_predict_v2_pb2 as pb
 from tabpipe.serving.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from tabpipe.serving.request_error import Busy, RequestError
-from tabpipe.serving.state import INLINE_MAX_BODY_BYTES, UNKNOWN, predict
+from tabpipe.serving.state import INLINE_MAX_BODY_BYTES, UNKNOWN, LoadRequest, predict, unload_version
 
 if TYPE_CHECKING:
     from tabpipe.serving.state import ActiveModel, ServingState
@@ -47,6 +47,7 @@ _STATUS = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
@@ -233,8 +234,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         """The named model (and version) is loaded; false for any other name."""
 
         def work() -> tuple[Any, str, str]:
-            active = self.state.models.get(request.name)
-            ready = active is not None and request.version in ("", active.version)
+            ready = self.state.serves(request.name, request.version)
             return pb.ModelReadyResponse(ready=ready), *self._labels(request.name)
 
         return self._call("model_ready", context, "inference", work, request.name)
@@ -324,17 +324,15 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
         def work() -> tuple[Any, str, str]:
             state = self.state
-            parameters = _parameters(request.parameters)
-            uri = parameters.get("uri")
-            if uri is not None and (not isinstance(uri, str) or not uri):
-                raise RequestError(400, "parameters.uri: must be a non-empty string_param")
+            wanted = LoadRequest.from_parameters(_parameters(request.parameters))
+            uri = wanted.uri
             if uri is None:
                 uri = state.source_to_reload(request.model_name)
             else:
                 state.check_load_uri(uri)
             state.check_can_load()
             try:
-                active = state.load(uri, request.model_name)
+                active = state.load(uri, request.model_name, make_default=wanted.make_default)
             except TabpipeError as exc:
                 raise RequestError(400, f"loading {request.model_name!r} from {uri} failed: {exc}") from None
             return pb.RepositoryModelLoadResponse(), active.name, active.version
@@ -345,7 +343,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         """Stop serving ``model_name`` only."""
 
         def work() -> tuple[Any, str, str]:
-            version = self.state.unload(request.model_name)
+            only = unload_version(_parameters(request.parameters))
+            version = self.state.unload(request.model_name, only)
             return pb.RepositoryModelUnloadResponse(), request.model_name, version
 
         return self._call("repository_unload", context, "admin", work, request.model_name)

@@ -1,9 +1,14 @@
-"""What the server serves: several models by name, each with one version, and the limits around them.
+"""What the server serves: several models by name, a few versions of each, and the limits around them.
 
 REST (:mod:`tabpipe.serving.app`) and gRPC (:mod:`tabpipe.serving.grpc_server`) share one
-:class:`ServingState`. Models are kept in a dict that is replaced as a whole on every load
+:class:`ServingState`. Models are kept in dicts that are replaced as a whole on every load
 or unload, so a request takes one snapshot and is never affected by a swap half-way. A
-load of a name replaces only that name's model: loading ``b`` never evicts ``a``.
+load of a name touches only that name: loading ``b`` never evicts ``a``.
+
+Each name has a default version, which answers requests that name no version. With
+``versions_per_model`` above 1, earlier versions stay loaded beside it (the oldest
+evicted first) and answer ``/v2/models/{name}/versions/{version}/...``: a rollback
+target, or a candidate loaded with ``default: false`` to be tried before it takes traffic.
 
 Readiness is strict, as Triton's: the server is ready when every model it is meant to
 serve (the startup models, and every name loaded since and not unloaded) is loaded.
@@ -12,6 +17,7 @@ serve (the startup models, and every name loaded since and not unloaded) is load
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -84,13 +90,14 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One row of the repository index."""
+    """One row of the repository index: a wanted name's default version, or another version kept loaded."""
 
     name: str
     version: str
     state: ModelState
     reason: str
     source: str | None
+    default: bool = True
 
     def as_json(self) -> dict[str, Any]:
         """The REST index's object (``source`` lets a deployer roll back to it)."""
@@ -99,6 +106,7 @@ class IndexEntry:
             "version": self.version,
             "state": self.state.value,
             "reason": self.reason,
+            "default": self.default,
         }
         if self.source is not None:
             entry["source"] = self.source
@@ -143,7 +151,55 @@ class ActiveModel:
         return "probabilities" in self.outputs
 
 
-def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) -> bytes:
+@dataclass(frozen=True)
+class ServedVersion:
+    """One loaded version of a name and where it was loaded from."""
+
+    active: ActiveModel
+    source: str
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """A repository load's parameters (REST body ``parameters`` or gRPC ``parameters`` map).
+
+    Attributes:
+        uri: What to load; None reloads the name's current source.
+        make_default: ``default``: whether the new version takes the name's unversioned traffic.
+    """
+
+    uri: str | None = None
+    make_default: bool = True
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> LoadRequest:
+        """Validate the parameters.
+
+        Raises:
+            RequestError: 400 naming the parameter that is wrong.
+        """
+        uri = parameters.get("uri")
+        if uri is not None and (not isinstance(uri, str) or not uri):
+            raise RequestError(400, "parameters.uri: must be a non-empty string")
+        make_default = parameters.get("default", True)
+        if not isinstance(make_default, bool):
+            raise RequestError(400, "parameters.default: must be a boolean")
+        return cls(uri, make_default)
+
+
+def unload_version(parameters: Mapping[str, Any]) -> str | None:
+    """The ``version`` parameter of a repository unload (None: every version of the name).
+
+    Raises:
+        RequestError: 400 when it is not a non-empty string.
+    """
+    version = parameters.get("version")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise RequestError(400, "parameters.version: must be a non-empty string")
+    return version
+
+
+def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str, versions: list[str]) -> bytes:
     spec = loaded.spec
     inputs = [
         {
@@ -159,7 +215,7 @@ def _metadata(loaded: LoadedModel, outputs: list[str], predict_datatype: str) ->
         out.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(spec.classes)]})
     payload = {
         "name": spec.model_name,
-        "versions": [loaded.version],
+        "versions": versions,
         "platform": f"tabpipe-{loaded.predictor.kind}",
         "inputs": inputs,
         "outputs": out,
@@ -213,6 +269,8 @@ class ServerConfig:
         max_loads_per_minute: Repository loads allowed in any 60 s (more answer 429).
         body_read_seconds: How long an infer body may take to arrive (408 past it).
         inference_log: Where and how often served requests are logged (None: not logged).
+        versions_per_model: Versions of one name kept loaded at once, the default included; a
+            load past it evicts the oldest other version.
     """
 
     model_uris: list[str] = field(default_factory=list)
@@ -226,6 +284,7 @@ class ServerConfig:
     max_loads_per_minute: int = DEFAULT_MAX_LOADS_PER_MINUTE
     body_read_seconds: float = DEFAULT_BODY_READ_SECONDS
     inference_log: InferenceLogConfig | None = None
+    versions_per_model: int = 1
 
     def __post_init__(self) -> None:
         if not self.bundle_roots:
@@ -403,7 +462,10 @@ class ServingState:
         self.config = config
         self.metrics = metrics
         # Replaced as a whole on every change; readers take one snapshot per request.
+        # The default version of each name (the hot path's one lookup).
         self.models: Mapping[str, ActiveModel] = {}
+        # Every loaded version of each name, the default included, oldest load first.
+        self.versions: Mapping[str, Mapping[str, ServedVersion]] = {}
         # What the server is meant to serve, by model name (by URI until a bundle's name is known).
         self.statuses: Mapping[str, ModelStatus] = {}
         # The last source of every name ever loaded: a load without a URI reloads it, even after an unload.
@@ -430,7 +492,7 @@ class ServingState:
         return bool(statuses) and all(name in models for name in statuses)
 
     def resolve(self, name: str, version: str | None) -> ActiveModel:
-        """The model a request names (``version`` None or '' for whichever is served).
+        """The model a request names (``version`` None or '' for the name's default version).
 
         Raises:
             RequestError: 503 while it is loading or nothing is loaded, 404 for another name or version.
@@ -445,8 +507,20 @@ class ServingState:
                 raise RequestError(503, f"no model is loaded yet ({self._why_not_ready()})")
             raise RequestError(404, f"model {name!r} not found; serving {', '.join(map(repr, served))}")
         if version and version != active.version:
-            raise RequestError(404, f"model {name!r} has no version {version!r}; serving {active.version!r}")
+            served_versions = self.versions.get(name, {})
+            other = served_versions.get(version)
+            if other is None:
+                loaded = ", ".join(map(repr, served_versions)) or repr(active.version)
+                raise RequestError(404, f"model {name!r} has no version {version!r} loaded; loaded: {loaded}")
+            return other.active
         return active
+
+    def serves(self, name: str, version: str | None) -> bool:
+        """Whether a request for ``name`` (and ``version``, when given) would find a loaded model."""
+        active = self.models.get(name)
+        if active is None:
+            return False
+        return not version or version == active.version or version in self.versions.get(name, {})
 
     def labels(self, name: str | None) -> tuple[str, str]:
         """The metric labels for a request naming ``name`` (UNKNOWN for a name not served)."""
@@ -454,8 +528,8 @@ class ServingState:
         return (active.name, active.version) if active is not None else (UNKNOWN, "")
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
-        """The repository index: every wanted model, sorted by name."""
-        models, statuses = self.models, self.statuses
+        """The repository index: every wanted name, its default version first, then the others kept."""
+        models, versions, statuses = self.models, self.versions, self.statuses
         entries = []
         for name, status in sorted(statuses.items()):
             active = models.get(name)
@@ -464,6 +538,10 @@ class ServingState:
             entries.append(
                 IndexEntry(name, active.version if active else "", status.state, status.reason, status.source)
             )
+            for version, served in versions.get(name, {}).items():
+                if active is None or version != active.version:
+                    other = IndexEntry(name, version, ModelState.READY, "", served.source, default=False)
+                    entries.append(other)
         return entries
 
     def _why_not_ready(self) -> str:
@@ -484,7 +562,7 @@ class ServingState:
             metrics=ModelMetrics(self.metrics, spec, loaded.version),
             outputs=outputs,
             predict_datatype=predict_datatype,
-            metadata=_metadata(loaded, outputs, predict_datatype),
+            metadata=_metadata(loaded, outputs, predict_datatype, [loaded.version]),
         )
 
     def check_can_load(self) -> None:
@@ -509,22 +587,35 @@ class ServingState:
             self.statuses = statuses
 
     def load(
-        self, uri: str, expected_name: str | None = None, wait: bool = False, key: str | None = None
+        self,
+        uri: str,
+        expected_name: str | None = None,
+        wait: bool = False,
+        key: str | None = None,
+        make_default: bool = True,
     ) -> ActiveModel:
         """Load ``uri`` and swap it in beside the other models; blocking, so call it from a worker thread.
 
-        A load of a name already served replaces that model only when the new one is
-        ready; on failure the old one serves on (the index keeps the reason).
+        The new version becomes its name's default only when it is ready; on failure the
+        old one serves on (the index keeps the reason). Versions of the name past
+        ``versions_per_model`` are evicted, oldest first, never the default.
 
         Args:
             uri: What to load.
             expected_name: The name the model must have (a repository load's path).
             wait: Wait for a load in progress (startup loads) instead of refusing with 429.
             key: The index entry the load is for (a startup load's, fixed at startup).
+            make_default: Make the new version the name's default. When false and the name
+                has a default already, the new version is only kept beside it (it answers
+                requests that name its version).
+
+        Returns:
+            The loaded version.
 
         Raises:
             TabpipeError: the model cannot be loaded or verified, or its name is not ``expected_name``.
             Busy: 429, another load is in progress and ``wait`` is false.
+            RequestError: 400, ``make_default`` is false but only one version per name is kept.
         """
         key = key or expected_name or claimed_model_name(uri) or uri
         if not self._load_lock.acquire(blocking=wait):
@@ -533,6 +624,12 @@ class ServingState:
             held.callback(self._load_lock.release)
             previous = self.statuses.get(key)
             served = self.models.get(key)
+            if not make_default and served is not None and self.config.versions_per_model < 2:
+                raise RequestError(
+                    400,
+                    "parameters.default: false keeps the served version as the default beside the new one, "
+                    "which needs the server's --versions-per-model of 2 or more (it is 1)",
+                )
             if served is not None:
                 reason = f"loading {uri}; version {served.version} serves meanwhile"
                 self._set_status(key, ModelStatus(ModelState.LOADING, reason, previous and previous.source))
@@ -557,43 +654,86 @@ class ServingState:
                     self._set_status(key, ModelStatus(ModelState.UNAVAILABLE, reason, uri))
                 # A name never served before does not become wanted by a failed load.
                 raise
-            old = self.models.get(active.name)
-            self.models = {**self.models, active.name: active}
-            self._set_status(active.name, ModelStatus(ModelState.READY, "", uri), drop=key)
+            name, default = active.name, self.models.get(active.name)
+            kept = {v: s for v, s in self.versions.get(name, {}).items() if v != active.version}
+            kept[active.version] = ServedVersion(active, uri)  # a reload of a kept version moves it last
+            keep_default = not make_default and default is not None and default.version != active.version
+            default_version = default.version if keep_default and default is not None else active.version
+            evicted = []
+            while len(kept) > self.config.versions_per_model:
+                oldest = next(v for v in kept if v != default_version)
+                evicted.append(kept.pop(oldest).active)
+            kept = _listing_versions(kept)
+            self.versions = {**self.versions, name: kept}
+            self.models = {**self.models, name: kept[default_version].active}
+            self._set_status(name, ModelStatus(ModelState.READY, "", kept[default_version].source), drop=key)
             if uri in self.statuses:  # a startup entry known by its URI until now
                 self._set_status(uri, None)
-            self._sources[active.name] = uri
+            self._sources[name] = kept[default_version].source
             self.metrics.loads.labels("ok").inc()
-            if old is not None:
+            for old in evicted:
                 self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
-            self.metrics.model_info.labels(active.name, active.version, active.loaded.predictor.kind).set(1)
-            log.info("serving %s version %s from %s", active.name, active.version, uri)
-            return active
+                log.info("evicted %s version %s (--versions-per-model %d)", name, old.version, len(kept))
+            self.metrics.model_info.labels(name, active.version, active.loaded.predictor.kind).set(1)
+            role = "beside the default version " + default_version if keep_default else "as the default"
+            log.info("serving %s version %s from %s %s", name, active.version, uri, role)
+            return kept[active.version].active
 
-    def unload(self, name: str) -> str:
-        """Stop serving ``name`` only, and stop wanting it: readiness no longer waits for it.
+    def unload(self, name: str, version: str | None = None) -> str:
+        """Stop serving ``name`` only (every version), and stop wanting it: readiness no longer waits for it.
 
-        A name that failed to load (wanted, not served) is dropped too.
+        A name that failed to load (wanted, not served) is dropped too. With ``version``,
+        only that version goes, unless it is the name's only one.
 
         Returns:
-            The version that was served ('' when none was).
+            The version that was served as the default ('' when none was), or ``version``.
 
         Raises:
-            RequestError: 404 when ``name`` is neither served nor wanted.
+            RequestError: 404 when ``name`` is neither served nor wanted, or ``version`` is not
+                loaded; 409 when ``version`` is the default and other versions are kept.
         """
         with self._load_lock:
             old = self.models.get(name)
             if old is None and name not in self.statuses:
                 raise RequestError(404, f"model {name!r} is not loaded")
+            kept = self.versions.get(name, {})
+            if version and old is not None and len(kept) > 1:
+                return self._unload_version(name, old, kept, version)
+            if version and (old is None or version != old.version):
+                raise RequestError(404, f"model {name!r} has no version {version!r} loaded")
             # The status first: a readiness probe in between must not see a wanted name unserved.
             self._set_status(name, None)
             if old is None:
                 log.info("%s is no longer wanted (it was not served)", name)
                 return ""
             self.models = {k: v for k, v in self.models.items() if k != name}
-            self.metrics.model_info.labels(old.name, old.version, old.loaded.predictor.kind).set(0)
-            log.info("unloaded %s version %s", old.name, old.version)
+            self.versions = {k: v for k, v in self.versions.items() if k != name}
+            for served in kept.values():
+                gone = served.active
+                self.metrics.model_info.labels(name, gone.version, gone.loaded.predictor.kind).set(0)
+            log.info("unloaded %s (versions %s)", name, ", ".join(kept) or old.version)
             return old.version
+
+    def _unload_version(
+        self, name: str, default: ActiveModel, kept: Mapping[str, ServedVersion], version: str
+    ) -> str:
+        """Drop one non-default version of ``name`` (the load lock is held)."""
+        if version not in kept:
+            loaded = ", ".join(map(repr, kept))
+            raise RequestError(404, f"model {name!r} has no version {version!r} loaded; loaded: {loaded}")
+        if version == default.version:
+            raise RequestError(
+                409,
+                f"version {version!r} is the default of {name!r}; load another version as the default "
+                "first, or unload the model without a version",
+            )
+        remaining = _listing_versions({v: s for v, s in kept.items() if v != version})
+        self.versions = {**self.versions, name: remaining}
+        self.models = {**self.models, name: remaining[default.version].active}
+        gone = kept[version].active
+        self.metrics.model_info.labels(name, version, gone.loaded.predictor.kind).set(0)
+        log.info("unloaded %s version %s (default version %s serves on)", name, version, default.version)
+        return version
 
     def load_initial(self) -> None:
         """Load the startup models one by one, retrying failures with backoff until shutdown.
@@ -666,6 +806,17 @@ class ServingState:
             raise RequestError(
                 400, f"parameters.uri: {uri!r} is outside the allowed bundle roots ({allowed})"
             )
+
+
+def _listing_versions(kept: Mapping[str, ServedVersion]) -> dict[str, ServedVersion]:
+    """The kept versions of one name, each with metadata listing them all."""
+    listed = list(kept)
+    relisted = {}
+    for version, served in kept.items():
+        active = served.active
+        metadata = _metadata(active.loaded, active.outputs, active.predict_datatype, listed)
+        relisted[version] = ServedVersion(dataclasses.replace(active, metadata=metadata), served.source)
+    return relisted
 
 
 def predict(state: ServingState, active: ActiveModel, decoded: DecodedRequest) -> list[Output]:

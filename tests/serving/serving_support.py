@@ -175,3 +175,22 @@ def silent_tracking_server(monkeypatch: Any, timeout: int) -> tuple[socket.socke
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
     return silent, f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+
+def triton_inputs(client_module: Any, spec: Any, rows: pd.DataFrame) -> list[Any]:
+    """tritonclient inputs (its grpc or http module) for ``rows``, typed by the bundle's contract."""
+    import numpy as np
+
+    inputs = []
+    for inp in spec.inputs:
+        column = rows[inp.name]
+        if inp.rules.dtype.value == "string":
+            values, datatype = column.to_numpy(dtype=object), "BYTES"
+        elif column.isna().any() or inp.rules.dtype.value == "float":
+            values, datatype = column.to_numpy(dtype=np.float64, na_value=np.nan), "FP64"
+        else:
+            values, datatype = column.to_numpy(dtype=np.int64), "INT64"
+        tensor = client_module.InferInput(inp.name, [len(values)], datatype)
+        tensor.set_data_from_numpy(values)  # tritonclient's default: binary (raw) contents
+        inputs.append(tensor)
+    return inputs

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_support import TEST_TOKEN, Bundle, Server, free_port
+from serving_support import TEST_TOKEN, Bundle, Server, free_port, triton_inputs
 
 import tabpipe.serving
 
@@ -47,19 +47,7 @@ def grpc_servers(
 
 
 def _inputs(grpcclient: Any, bundle: Bundle, rows: Any) -> list[Any]:
-    inputs = []
-    for inp in bundle.spec.inputs:
-        column = rows[inp.name]
-        if inp.rules.dtype.value == "string":
-            values, datatype = column.to_numpy(dtype=object), "BYTES"
-        elif column.isna().any() or inp.rules.dtype.value == "float":
-            values, datatype = column.to_numpy(dtype=np.float64, na_value=np.nan), "FP64"
-        else:
-            values, datatype = column.to_numpy(dtype=np.int64), "INT64"
-        tensor = grpcclient.InferInput(inp.name, [len(values)], datatype)
-        tensor.set_data_from_numpy(values)  # tritonclient.grpc's default: raw_input_contents
-        inputs.append(tensor)
-    return inputs
+    return triton_inputs(grpcclient, bundle.spec, rows)
 
 
 @pytest.mark.parametrize(("key", "name"), [("phishing-v1", PHISHING), ("housing-v1", HOUSING)])

@@ -44,6 +44,7 @@ def test_health_and_metadata(phishing_server: Server, bundles: dict[str, Bundle]
                 "version": "1",
                 "state": "READY",
                 "reason": "",
+                "default": True,
                 "source": str(bundles["phishing-v1"].path),
             }
         ]
