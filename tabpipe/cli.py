@@ -307,13 +307,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # Only a server started with --require-token-for-inference needs it; sent when one is configured.
     token = admin_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    spec_inputs = requests.get(
-        f"{args.url}/v2/models/{config.registry.model_name}", timeout=10, headers=headers
-    )
+    model_url = f"{args.url}/v2/models/{config.registry.model_name}"
+    if args.model_version:
+        model_url += f"/versions/{args.model_version}"
+    spec_inputs = requests.get(model_url, timeout=10, headers=headers)
     if spec_inputs.status_code != 200:
-        raise TabpipeError(
-            f"no model {config.registry.model_name!r} at {args.url}: HTTP {spec_inputs.status_code}"
-        )
+        wanted = config.registry.model_name + (f" version {args.model_version}" if args.model_version else "")
+        raise TabpipeError(f"no model {wanted!r} at {args.url}: HTTP {spec_inputs.status_code}")
     names = [i["name"] for i in spec_inputs.json()["inputs"]]
     body = {
         "parameters": {"content_type": "pd"},
@@ -327,9 +327,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             for name in names
         ],
     }
-    answer = requests.post(
-        f"{args.url}/v2/models/{config.registry.model_name}/infer", json=body, timeout=30, headers=headers
-    )
+    answer = requests.post(f"{model_url}/infer", json=body, timeout=30, headers=headers)
     print(json.dumps(answer.json(), indent=2))
     return 0 if answer.status_code == 200 else EXIT_FAILED
 
@@ -580,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config YAML")
     predict.add_argument("--url", default=DEFAULT_SERVING_URL, help="server base URL")
     predict.add_argument("--rows", type=int, default=1, help="how many rows to send")
+    predict.add_argument(
+        "--model-version",
+        help="ask this version (one kept by the server's --versions-per-model); default: the default one",
+    )
     predict.set_defaults(func=_cmd_predict)
 
     score = sub.add_parser("score", help="batch-score a CSV/Parquet file into a predictions file, in chunks")

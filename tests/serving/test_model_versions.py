@@ -8,6 +8,7 @@ The default version answers requests that name no version; the others answer und
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import PHISHING_CONFIG, Bundle, free_port, oip_request, triton_inputs, write_bundle
+from serving_support import PHISHING_CONFIG, REPO, Bundle, free_port, oip_request, triton_inputs, write_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,49 @@ def test_versions_are_kept_evicted_oldest_first_tried_before_promotion_and_unloa
             0,
             1,
             1,
+        )
+
+        # tabpipe predict asks a kept version by its number, the default without one.
+        for version, expected in (("3", "3"), (None, "2")):
+            asked = ["--model-version", version] if version else []
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tabpipe.cli",
+                    "predict",
+                    "--config",
+                    str(PHISHING_CONFIG),
+                    "--url",
+                    server.url,
+                ]
+                + asked,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr + done.stdout
+            assert json.loads(done.stdout)["model_version"] == expected
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tabpipe.cli",
+                "predict",
+                "--config",
+                str(PHISHING_CONFIG),
+                "--url",
+                server.url,
+            ]
+            + ["--model-version", "1"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert (
+            done.returncode != 0 and f"no model '{NAME} version 1' at {server.url}: HTTP 404" in done.stderr
         )
 
         # The default cannot go while another version is kept; a kept one can, alone.
