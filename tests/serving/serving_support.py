@@ -194,3 +194,23 @@ def triton_inputs(client_module: Any, spec: Any, rows: pd.DataFrame) -> list[Any
         tensor.set_data_from_numpy(values)  # tritonclient's default: binary (raw) contents
         inputs.append(tensor)
     return inputs
+
+
+def read_http_response(sock: socket.socket) -> bytes:
+    """One HTTP response: its head and its Content-Length bytes (or up to EOF or a reset)."""
+    received = b""
+    try:
+        while True:
+            head, sep, rest = received.partition(b"\r\n\r\n")
+            if sep:
+                lengths = [
+                    line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+                ]
+                if lengths and len(rest) >= int(lengths[0].split(b":")[1]):
+                    return received
+            data = sock.recv(65536)
+            if not data:
+                return received
+            received += data
+    except ConnectionResetError:
+        return received + b"<reset>"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from serving_support import TEST_TOKEN, Bundle, Server
+from serving_support import TEST_TOKEN, Bundle, Server, read_http_response
 
 LIMIT = 100_000  # the server's --max-body-bytes here, so the bodies below are quick to send
 NAME = "housing-price"
@@ -41,27 +41,7 @@ def _exchange(server: Server, head: bytes, body_chunks: list[bytes]) -> bytes:
                 sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError) as exc:
             pytest.fail(f"the server reset the connection after {sent} body bytes: {exc!r}")
-        return _read_response(sock)
-
-
-def _read_response(sock: socket.socket) -> bytes:
-    """One HTTP response: its head and its Content-Length bytes (or up to EOF or a reset)."""
-    received = b""
-    try:
-        while True:
-            head, sep, rest = received.partition(b"\r\n\r\n")
-            if sep:
-                lengths = [
-                    line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
-                ]
-                if lengths and len(rest) >= int(lengths[0].split(b":")[1]):
-                    return received
-            data = sock.recv(65536)
-            if not data:
-                return received
-            received += data
-    except ConnectionResetError:
-        return received + b"<reset>"
+        return read_http_response(sock)
 
 
 def _head(path: str, length: int | None, extra: str = "") -> bytes:
@@ -99,7 +79,7 @@ def test_expect_100_continue_gets_the_413_before_sending(small_limit_server: Ser
     with socket.create_connection(("127.0.0.1", small_limit_server.port), timeout=20) as sock:
         sock.sendall(_head(f"/v2/models/{NAME}/infer", 10 * LIMIT, "Expect: 100-continue\r\n"))
         start = time.monotonic()
-        answer = _read_response(sock)
+        answer = read_http_response(sock)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert time.monotonic() - start < 5  # at once, without the body
 
