@@ -261,3 +261,62 @@ def test_versions_per_model_below_one_stops_the_server_naming_the_option(bundles
     )
     assert result.returncode != 0
     assert "--versions-per-model: must be positive, not 0" in result.stderr
+
+
+def test_grpc_repository_loads_beside_the_default_and_unloads_one_version(
+    start_server: Any, bundles: dict[str, Bundle], flipped: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grpc
+    from serving_support import TEST_TOKEN
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    from tabpipe.deploy import served_model
+
+    v1 = bundles["phishing-v1"]
+    port = free_port()
+    server = start_server(
+        v1.path,
+        "--versions-per-model",
+        "2",
+        "--grpc-port",
+        str(port),
+        "--bundle-root",
+        str(flipped.path.parent),
+    )
+    server.wait_ready()
+    admin = (("authorization", f"Bearer {TEST_TOKEN}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        load = service_pb2.RepositoryModelLoadRequest(model_name=NAME)
+        load.parameters["uri"].string_param = str(flipped.path)
+        load.parameters["default"].bool_param = False
+        stub.RepositoryModelLoad(load, metadata=admin)
+        index = stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), metadata=admin)
+        assert [(m.name, m.version) for m in index.models] == [(NAME, "1"), (NAME, "3")]
+        assert stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=NAME)).versions == ["1", "3"]
+        # The deploy client restores the default version on a rollback, not a kept candidate.
+        monkeypatch.setenv("TABPIPE_SERVING_ADMIN_TOKEN", TEST_TOKEN)
+        served = served_model(server.url, NAME)
+        assert served is not None and (served.version, served.source) == ("1", str(v1.path))
+
+        def unload(version: Any) -> service_pb2.RepositoryModelUnloadResponse:
+            request = service_pb2.RepositoryModelUnloadRequest(model_name=NAME)
+            if isinstance(version, str):
+                request.parameters["version"].string_param = version
+            else:
+                request.parameters["version"].int64_param = version
+            return stub.RepositoryModelUnload(request, metadata=admin)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            unload("1")
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "version '1' is the default" in refused.value.details()
+        with pytest.raises(grpc.RpcError) as bad:
+            unload(3)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad.value.details() == "parameters.version: must be a non-empty string"
+        unload("3")
+        index = stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), metadata=admin)
+        assert [(m.name, m.version) for m in index.models] == [(NAME, "1")]
+        ready = stub.ModelReady(service_pb2.ModelReadyRequest(name=NAME, version="3"))
+        assert ready.ready is False
