@@ -309,7 +309,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     model_url = f"{args.url}/v2/models/{config.registry.model_name}"
     if args.model_version:
-        model_url += f"/versions/{args.model_version}"
+        from urllib.parse import quote
+
+        model_url += f"/versions/{quote(args.model_version, safe='')}"
     spec_inputs = requests.get(model_url, timeout=10, headers=headers)
     if spec_inputs.status_code != 200:
         wanted = config.registry.model_name + (f" version {args.model_version}" if args.model_version else "")

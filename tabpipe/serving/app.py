@@ -109,6 +109,9 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
     def resolve(request: Request) -> ActiveModel:
         return state.resolve(request.path_params["name"], request.path_params.get("version"))
 
+    def request_labels(request: Request) -> tuple[str, str]:
+        return state.labels(request.path_params.get("name"), request.path_params.get("version"))
+
     admin = config.admin
 
     def instrumented(
@@ -132,7 +135,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 # Break the cycle asyncio's future makes with the traceback's frames (one holds the
                 # body): without it a 30 MB body stays until a full garbage collection.
                 exc.__traceback__ = None
-                model, version = state.labels(request.path_params.get("name"))
+                model, version = request_labels(request)
                 response = _error(exc.status, exc.message)
                 if exc.status in (408, 413):
                     # The body was drained or refused unread: start afresh on a new connection.
@@ -142,7 +145,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 if isinstance(exc, Busy):
                     response.headers["Retry-After"] = str(exc.retry_after)
             except AuthError as exc:
-                model, version = state.labels(request.path_params.get("name"))
+                model, version = request_labels(request)
                 response = _error(exc.status, exc.message)
                 if exc.status == 401:
                     response.headers["WWW-Authenticate"] = 'Bearer realm="tabpipe-serving"'
@@ -152,7 +155,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
                 response = _error(400, "the request is nested too deeply")
             except ClientDisconnect:
                 # The client went away mid-body: nobody reads an answer; 499 only labels the metric.
-                model, version = state.labels(request.path_params.get("name"))
+                model, version = request_labels(request)
                 response = _error(CLIENT_CLOSED_REQUEST, "the client closed the connection")
             except Exception:
                 log.exception("unexpected error on %s", request.url.path)
@@ -226,7 +229,7 @@ def create_app(config: ServerConfig, load_on_startup: bool = True) -> Starlette:
             uri = state.source_to_reload(name)
         else:
             state.check_load_uri(uri)
-        state.check_can_load()
+        state.check_can_load(name, wanted.make_default)
         try:
             active = await run_in_threadpool(state.load, uri, name, make_default=wanted.make_default)
         except TabpipeError as exc:

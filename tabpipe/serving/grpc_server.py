@@ -186,6 +186,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         guard: str | None,
         work: Callable[[], tuple[Any, str, str]],
         model_name: str | None = None,
+        model_version: str | None = None,
     ) -> Any:
         start = time.perf_counter()
         status, model, version = 200, UNKNOWN, ""
@@ -195,7 +196,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             return response
         except (RequestError, AuthError, _Abort) as exc:
             status = exc.status
-            model, version = self._labels(model_name)
+            model, version = self.state.labels(model_name, model_version)
             if isinstance(exc, Busy):
                 context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             context.abort(_STATUS.get(status, grpc.StatusCode.INVALID_ARGUMENT), _shortened(exc.message))
@@ -207,9 +208,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             self.state.metrics.observe_request(
                 model, version, f"grpc_{endpoint}", status, time.perf_counter() - start
             )
-
-    def _labels(self, name: str | None) -> tuple[str, str]:
-        return self.state.labels(name)
 
     def _resolve(self, name: str, version: str) -> ActiveModel:
         return self.state.resolve(name, version)
@@ -235,9 +233,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
         def work() -> tuple[Any, str, str]:
             ready = self.state.serves(request.name, request.version)
-            return pb.ModelReadyResponse(ready=ready), *self._labels(request.name)
+            return pb.ModelReadyResponse(ready=ready), *self.state.labels(request.name, request.version)
 
-        return self._call("model_ready", context, "inference", work, request.name)
+        return self._call("model_ready", context, "inference", work, request.name, request.version)
 
     def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """Name, version and the extensions served."""
@@ -270,7 +268,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             )
             return response, active.name, active.version
 
-        return self._call("metadata", context, "inference", work, request.name)
+        return self._call("metadata", context, "inference", work, request.name, request.version)
 
     # ---- inference ----
 
@@ -302,7 +300,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 response.parameters["classes"].string_param = json.dumps(active.loaded.spec.classes)
             return response, active.name, active.version
 
-        return self._call("infer", context, "inference", work, request.model_name)
+        return self._call("infer", context, "inference", work, request.model_name, request.model_version)
 
     # ---- repository extension (admin token) ----
 
@@ -330,7 +328,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 uri = state.source_to_reload(request.model_name)
             else:
                 state.check_load_uri(uri)
-            state.check_can_load()
+            state.check_can_load(request.model_name, wanted.make_default)
             try:
                 active = state.load(uri, request.model_name, make_default=wanted.make_default)
             except TabpipeError as exc:

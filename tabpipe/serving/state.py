@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tabpipe.errors import TabpipeError
+from tabpipe.errors import ConfigError, TabpipeError
 from tabpipe.serving.auth import AdminToken
 from tabpipe.serving.metrics import ModelMetrics, ServingMetrics
 from tabpipe.serving.request_error import Busy
@@ -287,6 +287,8 @@ class ServerConfig:
     versions_per_model: int = 1
 
     def __post_init__(self) -> None:
+        if self.versions_per_model < 1:
+            raise ConfigError(f"versions_per_model: must be positive, not {self.versions_per_model}")
         if not self.bundle_roots:
             self.bundle_roots = sorted(
                 {Path(uri).resolve().parent for uri in self.model_uris if not is_registry_uri(uri)}
@@ -522,10 +524,17 @@ class ServingState:
             return False
         return not version or version == active.version or version in self.versions.get(name, {})
 
-    def labels(self, name: str | None) -> tuple[str, str]:
-        """The metric labels for a request naming ``name`` (UNKNOWN for a name not served)."""
+    def labels(self, name: str | None, version: str | None = None) -> tuple[str, str]:
+        """The metric labels for a request naming ``name`` (UNKNOWN for a name not served).
+
+        The version is the one asked for when it is loaded, else the name's default.
+        """
         active = self.models.get(name) if name is not None else None
-        return (active.name, active.version) if active is not None else (UNKNOWN, "")
+        if active is None:
+            return UNKNOWN, ""
+        if version and version in self.versions.get(active.name, {}):
+            return active.name, version
+        return active.name, active.version
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         """The repository index: every wanted name, its default version first, then the others kept."""
@@ -565,15 +574,40 @@ class ServingState:
             metadata=_metadata(loaded, outputs, predict_datatype, [loaded.version]),
         )
 
-    def check_can_load(self) -> None:
-        """Refuse a load while another runs or past the rate limit; count it otherwise.
+    def check_can_load(self, name: str | None = None, make_default: bool = True) -> None:
+        """Refuse a load that cannot be honoured or is not allowed yet (busy, rate limit); count it otherwise.
 
         Raises:
+            RequestError: 400 or 409, ``make_default`` is false and cannot be honoured (see
+                :meth:`_check_keep_default`), checked first so a refused request costs no load.
             Busy: 429 with ``Retry-After``.
         """
+        if not make_default and name is not None:
+            self._check_keep_default(name)
         if self._load_lock.locked():
             raise _load_in_progress()
         self.load_limiter.take()
+
+    def _check_keep_default(self, name: str) -> None:
+        """A load with ``default: false`` needs a default to keep and room for a second version.
+
+        Raises:
+            RequestError: 409 when ``name`` has no default version served; 400 when only one
+                version per name is kept.
+        """
+        if name not in self.models:
+            raise RequestError(
+                409,
+                f"parameters.default: false keeps {name!r}'s default version serving, but none is served; "
+                "load one as the default first",
+            )
+        kept = self.config.versions_per_model
+        if kept < 2:
+            raise RequestError(
+                400,
+                "parameters.default: false keeps the served version as the default beside the new one, "
+                f"which needs the server's --versions-per-model of 2 or more (it is {kept})",
+            )
 
     def _set_status(self, key: str, status: ModelStatus | None, drop: str | None = None) -> None:
         with self._status_lock:
@@ -593,6 +627,7 @@ class ServingState:
         wait: bool = False,
         key: str | None = None,
         make_default: bool = True,
+        startup: bool = False,
     ) -> ActiveModel:
         """Load ``uri`` and swap it in beside the other models; blocking, so call it from a worker thread.
 
@@ -605,9 +640,11 @@ class ServingState:
             expected_name: The name the model must have (a repository load's path).
             wait: Wait for a load in progress (startup loads) instead of refusing with 429.
             key: The index entry the load is for (a startup load's, fixed at startup).
-            make_default: Make the new version the name's default. When false and the name
-                has a default already, the new version is only kept beside it (it answers
-                requests that name its version).
+            make_default: Make the new version the name's default. When false, the new
+                version is only kept beside the name's default (it answers requests that name
+                its version).
+            startup: A startup load (retried): when its bundle's name turns out to be served
+                already, loaded through the API since, it yields to that and is dropped.
 
         Returns:
             The loaded version.
@@ -624,12 +661,8 @@ class ServingState:
             held.callback(self._load_lock.release)
             previous = self.statuses.get(key)
             served = self.models.get(key)
-            if not make_default and served is not None and self.config.versions_per_model < 2:
-                raise RequestError(
-                    400,
-                    "parameters.default: false keeps the served version as the default beside the new one, "
-                    "which needs the server's --versions-per-model of 2 or more (it is 1)",
-                )
+            if not make_default:
+                self._check_keep_default(key)  # again: the name may have been unloaded since
             if served is not None:
                 reason = f"loading {uri}; version {served.version} serves meanwhile"
                 self._set_status(key, ModelStatus(ModelState.LOADING, reason, previous and previous.source))
@@ -644,6 +677,12 @@ class ServingState:
                 active = self.build(loaded)
                 if expected_name is not None and active.name != expected_name:
                     raise TabpipeError(f"{uri} holds model {active.name!r}, not {expected_name!r}")
+                if not make_default and served is not None and served.version == active.version:
+                    raise RequestError(
+                        409,
+                        f"{uri} holds version {active.version}, which is {key!r}'s default already; "
+                        "load it without parameters.default false to replace the default",
+                    )
             except Exception as exc:
                 self.metrics.loads.labels("failed").inc()
                 reason = f"loading {uri} failed: {exc}"
@@ -655,11 +694,22 @@ class ServingState:
                 # A name never served before does not become wanted by a failed load.
                 raise
             name, default = active.name, self.models.get(active.name)
-            kept = {v: s for v, s in self.versions.get(name, {}).items() if v != active.version}
+            if startup and key != name and default is not None:
+                self._set_status(key, None)
+                log.warning("startup model %s: %s is served since (through the API); kept", uri, name)
+                return default
+            earlier = self.versions.get(name, {})
+            kept = {v: s for v, s in earlier.items() if v != active.version}
+            keep_default = not make_default and default is not None
+            if default is not None and not keep_default and default.version in kept:
+                # A demoted default is the rollback target: it counts as recent, so stale candidates go first.
+                kept[default.version] = kept.pop(default.version)
             kept[active.version] = ServedVersion(active, uri)  # a reload of a kept version moves it last
-            keep_default = not make_default and default is not None and default.version != active.version
             default_version = default.version if keep_default and default is not None else active.version
             evicted = []
+            replaced = earlier.get(active.version)
+            if replaced is not None and replaced.active.loaded.predictor.kind != active.loaded.predictor.kind:
+                evicted.append(replaced.active)  # the same version, served by another predictor now
             while len(kept) > self.config.versions_per_model:
                 oldest = next(v for v in kept if v != default_version)
                 evicted.append(kept.pop(oldest).active)
@@ -751,7 +801,7 @@ class ServingState:
                 if key not in self.statuses or key in self.models:
                     continue
                 try:
-                    self.load(uri, wait=True, key=key)
+                    self.load(uri, wait=True, key=key, startup=True)
                 except Exception as exc:  # noqa: BLE001 (the server stays up, not ready, and says why)
                     log.error("could not load %s (retrying in %.0f s): %s", uri, delay, exc)
                     failed[uri] = key

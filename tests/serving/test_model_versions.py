@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,6 +155,21 @@ def test_versions_are_kept_evicted_oldest_first_tried_before_promotion_and_unloa
             done.returncode != 0 and f"no model '{NAME} version 1' at {server.url}: HTTP 404" in done.stderr
         )
 
+        # Errors on a kept version are counted under that version, not the default's.
+        bad_rows = client.post(f"/v2/models/{NAME}/versions/3/infer", json={"inputs": []})
+        assert bad_rows.status_code in (400, 422), bad_rows.text
+        metrics = client.get("/metrics").text
+        assert re.search(
+            rf'tabpipe_serving_request_errors_total{{endpoint="infer",model="{NAME}",status="{bad_rows.status_code}",'
+            r'version="3"} 1.0',
+            metrics,
+        ), metrics
+
+        # default: false for the version that is the default already would replace it: refused.
+        same = _load(client, v2, default=False)
+        assert same.status_code == 409 and "which is 'phishing-e2e''s default already" in same.json()["error"]
+        assert _answered(_infer(client, v1)) == ("2", original)
+
         # The default cannot go while another version is kept; a kept one can, alone.
         refused = client.post(f"/v2/repository/models/{NAME}/unload", json={"parameters": {"version": "2"}})
         assert refused.status_code == 409 and "version '2' is the default" in refused.json()["error"]
@@ -182,6 +198,57 @@ def test_versions_are_kept_evicted_oldest_first_tried_before_promotion_and_unloa
         assert _infer(client, v1, "2").status_code in (404, 503)
         assert _index(client) == []
         assert (_loaded_gauge(client, "2"), _loaded_gauge(client, "3")) == (0, 0)
+        # default: false with no default to keep would make the candidate take all traffic: refused.
+        orphan = _load(client, flipped, default=False)
+        assert orphan.status_code == 409 and "but none is served" in orphan.json()["error"]
+        assert _index(client) == []
+
+
+def test_a_demoted_default_outlives_a_stale_candidate(
+    start_server: Any, bundles: dict[str, Bundle], flipped: Bundle
+) -> None:
+    v1, v2 = bundles["phishing-v1"], bundles["phishing-v2"]
+    roots = ["--bundle-root", str(v1.path.parent), "--bundle-root", str(flipped.path.parent)]
+    server = start_server(v1.path, "--versions-per-model", "2", *roots)
+    server.wait_ready()
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.admin) as client:
+        assert _load(client, flipped, default=False).status_code == 200  # candidate 3, never promoted
+        assert _load(client, v2).status_code == 200  # 2 is promoted instead: 1 is the rollback target
+        assert _index(client) == [(NAME, "2", True, "READY"), (NAME, "1", False, "READY")]
+        assert _infer(client, v1, "3").status_code == 404
+        assert _answered(_infer(client, v1, "1"))[0] == "1"
+        assert _loaded_gauge(client, "3") == 0
+
+
+def test_a_startup_model_found_late_does_not_replace_the_version_loaded_through_the_api(
+    start_server: Any, bundles: dict[str, Bundle], tmp_path: Path
+) -> None:
+    import shutil
+    import time
+
+    late = tmp_path / "late-bundle"  # no name can be read from it at startup: indexed by its URI
+    housing, v2 = bundles["housing-v1"], bundles["phishing-v2"]
+    server = start_server(housing.path, "--model", str(late))
+    server.wait_live()
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.admin) as client:
+        deadline = time.monotonic() + 30
+        while {e["name"]: e["state"] for e in client.get("/v2/repository/index").json()}.get(
+            str(late)
+        ) != "UNAVAILABLE":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert _load(client, v2).json() == {"name": NAME, "version": "2"}
+        shutil.copytree(bundles["phishing-v1"].path, late)  # version 1 of the same name
+        deadline = time.monotonic() + 30  # the first retry comes 5 s after the failure
+        while client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/v2/repository/index").json()
+            time.sleep(0.2)
+        assert [(e["name"], e["version"]) for e in client.get("/v2/repository/index").json()] == [
+            ("housing-price", "1"),
+            (NAME, "2"),
+        ]
+        assert _answered(_infer(client, v2))[0] == "2"
+    assert f"startup model {late}: {NAME} is served since (through the API); kept" in server.log()
 
 
 def test_a_kept_version_answers_over_grpc_by_its_version(
