@@ -214,3 +214,14 @@ def read_http_response(sock: socket.socket) -> bytes:
             received += data
     except ConnectionResetError:
         return received + b"<reset>"
+
+
+def tabpipe_predict(config: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``tabpipe predict --config CONFIG --url URL [extra]`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tabpipe.cli", "predict", "--config", str(config), "--url", url, *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )

@@ -17,7 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import PHISHING_CONFIG, REPO, Bundle, free_port, oip_request, triton_inputs, write_bundle
+from serving_support import (
+    PHISHING_CONFIG,
+    Bundle,
+    free_port,
+    oip_request,
+    tabpipe_predict,
+    triton_inputs,
+    write_bundle,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -114,43 +122,12 @@ def test_versions_are_kept_evicted_oldest_first_tried_before_promotion_and_unloa
 
         # tabpipe predict asks a kept version by its number, the default without one.
         for version, expected in (("3", "3"), (None, "2")):
-            asked = ["--model-version", version] if version else []
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tabpipe.cli",
-                    "predict",
-                    "--config",
-                    str(PHISHING_CONFIG),
-                    "--url",
-                    server.url,
-                ]
-                + asked,
-                capture_output=True,
-                text=True,
-                cwd=REPO,
-                timeout=120,
+            done = tabpipe_predict(
+                PHISHING_CONFIG, server.url, *(["--model-version", version] if version else [])
             )
             assert done.returncode == 0, done.stderr + done.stdout
             assert json.loads(done.stdout)["model_version"] == expected
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tabpipe.cli",
-                "predict",
-                "--config",
-                str(PHISHING_CONFIG),
-                "--url",
-                server.url,
-            ]
-            + ["--model-version", "1"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
+        done = tabpipe_predict(PHISHING_CONFIG, server.url, "--model-version", "1")
         assert (
             done.returncode != 0 and f"no model '{NAME} version 1' at {server.url}: HTTP 404" in done.stderr
         )
@@ -251,23 +228,22 @@ def test_a_startup_model_found_late_does_not_replace_the_version_loaded_through_
     assert f"startup model {late}: {NAME} is served since (through the API); kept" in server.log()
 
 
+def _start_with_grpc(start_server: Any, first: Bundle, candidate: Bundle, kept: int) -> tuple[Any, int]:
+    """A ready server of ``first`` with gRPC, keeping ``kept`` versions, that may load ``candidate``."""
+    port = free_port()
+    roots = ["--bundle-root", str(candidate.path.parent)]
+    server = start_server(first.path, "--versions-per-model", str(kept), "--grpc-port", str(port), *roots)
+    server.wait_ready()
+    return server, port
+
+
 def test_a_kept_version_answers_over_grpc_by_its_version(
     start_server: Any, bundles: dict[str, Bundle], flipped: Bundle
 ) -> None:
     import tritonclient.grpc as triton
 
     v1 = bundles["phishing-v1"]
-    port = free_port()
-    server = start_server(
-        v1.path,
-        "--versions-per-model",
-        "3",
-        "--grpc-port",
-        str(port),
-        "--bundle-root",
-        str(flipped.path.parent),
-    )
-    server.wait_ready()
+    server, port = _start_with_grpc(start_server, v1, flipped, kept=3)
     with httpx.Client(base_url=server.url, timeout=30, headers=server.admin) as client:
         assert _load(client, flipped, default=False).status_code == 200
     rows = v1.rows.head(ROWS)
@@ -340,17 +316,7 @@ def test_grpc_repository_loads_beside_the_default_and_unloads_one_version(
     from tabpipe.deploy import served_model
 
     v1 = bundles["phishing-v1"]
-    port = free_port()
-    server = start_server(
-        v1.path,
-        "--versions-per-model",
-        "2",
-        "--grpc-port",
-        str(port),
-        "--bundle-root",
-        str(flipped.path.parent),
-    )
-    server.wait_ready()
+    server, port = _start_with_grpc(start_server, v1, flipped, kept=2)
     admin = (("authorization", f"Bearer {TEST_TOKEN}"),)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import HOUSING_CONFIG, PHISHING_CONFIG, REPO, Bundle, oip_request
+from serving_support import HOUSING_CONFIG, PHISHING_CONFIG, Bundle, oip_request, tabpipe_predict
 
 PHISHING = "phishing-e2e"
 HOUSING = "housing-price"
@@ -246,13 +244,7 @@ def test_tabpipe_predict_finds_its_own_model_among_several(
     server = start_server(bundles["phishing-v1"].path, "--model", str(bundles["housing-v1"].path))
     server.wait_ready()
     for config, name in ((PHISHING_CONFIG, PHISHING), (HOUSING_CONFIG, HOUSING)):
-        done = subprocess.run(
-            [sys.executable, "-m", "tabpipe.cli", "predict", "--config", str(config), "--url", server.url],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
+        done = tabpipe_predict(config, server.url)
         assert done.returncode == 0, done.stderr + done.stdout
         assert json.loads(done.stdout)["model_name"] == name
 
