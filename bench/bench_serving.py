@@ -733,6 +733,18 @@ def _percentile(values_ms: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values_ms), q))
 
 
+def _load_summary(client: str, times_ms: list[float], elapsed: float, failed: int) -> dict[str, Any]:
+    """A Python load client's figures, in the same keys as wrk's and ghz's."""
+    return {
+        "client": client,
+        "rps": len(times_ms) / elapsed,
+        "requests": len(times_ms),
+        "failed": failed,
+        "load_p50_ms": _percentile(times_ms, 50),
+        "load_p99_ms": _percentile(times_ms, 99),
+    }
+
+
 def sequential_latency(client: RestClient | GrpcClient, wire: Wire, warmup: int, n: int) -> dict[str, float]:
     """p50/p99/mean of ``n`` sequential requests after ``warmup``, in ms (any failure raises)."""
     for _ in range(warmup):
@@ -848,14 +860,7 @@ async def _async_load(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {
-        "client": "python-asyncio",
-        "rps": len(times) / elapsed,
-        "requests": len(times),
-        "failed": failed,
-        "load_p50_ms": _percentile(times, 50),
-        "load_p99_ms": _percentile(times, 99),
-    }
+    return _load_summary("python-asyncio", times, elapsed, failed)
 
 
 def throughput_ghz(
@@ -910,14 +915,7 @@ async def _grpc_async_load(port: int, message: bytes, concurrency: int, duration
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {
-        "client": "python-grpc-aio",
-        "rps": len(times) / elapsed,
-        "requests": len(times),
-        "failed": failed,
-        "load_p50_ms": _percentile(times, 50),
-        "load_p99_ms": _percentile(times, 99),
-    }
+    return _load_summary("python-grpc-aio", times, elapsed, failed)
 
 
 def throughput(peer: PeerServer, protocol: str, wire: Wire, args: argparse.Namespace, workdir: Path) -> dict:

@@ -8,6 +8,12 @@ components print these as one clear message instead of a traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (for one-line errors)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class TabpipeError(Exception):
     """Base class for expected, user-facing failures."""
 

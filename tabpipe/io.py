@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tabpipe.config import SourceFormat
-from tabpipe.errors import SourceError, StorageError
+from tabpipe.errors import SourceError, StorageError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,10 +99,10 @@ def parse_table(data: bytes, fmt: SourceFormat, name: str, na_values: Sequence[s
             lines = not data.lstrip().startswith(b"[")
             frame = pd.read_json(buffer, lines=lines, orient=None if lines else "records")
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise SourceError(f"source {name}: not a valid {fmt.value} file ({detail})") from None
     except Exception as exc:  # pyarrow raises its own error types for corrupt Parquet
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise SourceError(f"source {name}: not a valid {fmt.value} file ({detail})") from None
     if frame.empty:
         raise SourceError(f"source {name}: the table has no rows")
@@ -156,7 +156,10 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         operation = f"write {path}"
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not outlive the data across a crash
         os.replace(tmp, path)
     except OSError as exc:
         # A write cut short by ENOSPC/EFBIG leaves part of the temporary file.

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from tabpipe.errors import ArtifactIntegrityError, ConfigError, ServiceError, SourceError
+from tabpipe.errors import ArtifactIntegrityError, ConfigError, ServiceError, SourceError, first_line
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -206,12 +206,12 @@ def _calling(settings: StoreSettings, operation: str) -> Iterator[None]:
             raise SourceError(f"{where}: {exc.code} while {operation}") from None
         raise ServiceError(f"{where} refused {operation}: {exc.code} ({exc.message})") from None
     except (ServerError, InvalidResponseError) as exc:
-        raise ServiceError(f"{where} failed while {operation}: {_first_line(exc)}") from None
+        raise ServiceError(f"{where} failed while {operation}: {first_line(exc)}") from None
     except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
         raise ServiceError(f"{where} unreachable while {operation}: {_reason(exc)}") from None
     except ValueError as exc:
         # The client checks names before sending (e.g. a bucket name S3 does not allow).
-        raise SourceError(f"invalid request while {operation}: {_first_line(exc)}") from None
+        raise SourceError(f"invalid request while {operation}: {first_line(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -219,16 +219,11 @@ def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     if isinstance(reason, BaseException):
         exc = reason
-    text = _first_line(exc)
+    text = first_line(exc)
     # urllib3 prefixes the connection object's repr ("<...HTTPConnection object at 0x..>: "): drop it.
     if text.startswith("<") and ">: " in text:
         text = text.split(">: ", 1)[1]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _get(minio: Minio, bucket: str, key: str) -> bytes:

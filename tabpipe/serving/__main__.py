@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from tabpipe.serving.launcher import DEFAULT_SERVE_PORT
 from tabpipe.serving.validation import (
+    DEFAULT_BODY_READ_SECONDS,
     DEFAULT_INFLIGHT_BODIES,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_INFLIGHT,
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--body-read-seconds",
         type=float,
-        default=30.0,
+        default=DEFAULT_BODY_READ_SECONDS,
         help="how long an infer request body may take to arrive; slower ones answer 408",
     )
     parser.add_argument(
@@ -276,7 +277,8 @@ def _inference_log_config(args: argparse.Namespace) -> InferenceLogConfig | None
             location=args.inference_log, sample_rate=args.inference_log_sample_rate, **overrides
         )
     except ConfigError as exc:
-        raise ConfigError(f"--inference-log: {exc}") from None
+        # The option names what the message's own "inference log: " prefix would repeat.
+        raise ConfigError(f"--inference-log: {str(exc).removeprefix('inference log: ')}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

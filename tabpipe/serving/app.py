@@ -49,7 +49,6 @@ from tabpipe.serving.binary import encode_tensor
 from tabpipe.serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from tabpipe.serving.request_error import Busy
 from tabpipe.serving.state import (
-    DEFAULT_BODY_READ_SECONDS,
     INLINE_MAX_BODY_BYTES,
     UNKNOWN,
     ActiveModel,
@@ -61,7 +60,7 @@ from tabpipe.serving.state import (
     predict,
     unload_version,
 )
-from tabpipe.serving.validation import RequestError
+from tabpipe.serving.validation import DEFAULT_BODY_READ_SECONDS, RequestError
 
 log = logging.getLogger(__name__)
 

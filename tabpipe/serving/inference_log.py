@@ -81,7 +81,6 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
 import queue
 import random
 import re
@@ -94,7 +93,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tabpipe.errors import ConfigError, SourceError
+from tabpipe.errors import ConfigError, SourceError, first_line
+from tabpipe.io import write_atomic
 from tabpipe.objectstore import (
     PARTIAL_MARKER,
     S3Location,
@@ -373,7 +373,7 @@ class InferenceLog:
                 self._root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 # Not fatal: every write will say so (counted) until the folder can be created.
-                self._warn("write", f"inference log: cannot create {self._root}: {_describe(exc)}")
+                self._warn("write", f"inference log: cannot create {self._root}: {first_line(exc)}")
         self._thread = threading.Thread(target=self._run, name="tabpipe-inference-log", daemon=True)
         self._thread.start()
 
@@ -461,7 +461,7 @@ class InferenceLog:
             try:
                 self._step()
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one bad record or write
-                self._warn("unexpected", f"inference log: writer error, carrying on: {_describe(exc)}")
+                self._warn("unexpected", f"inference log: writer error, carrying on: {first_line(exc)}")
                 time.sleep(0.1)  # a repeating failure must not spin a core
         try:
             for key in list(self._streams):
@@ -470,7 +470,7 @@ class InferenceLog:
                 self._write(pending, time.monotonic(), final=True)
             self._report_queue_drops()
         except Exception as exc:  # noqa: BLE001
-            self._warn("unexpected", f"inference log: writer error at shutdown: {_describe(exc)}")
+            self._warn("unexpected", f"inference log: writer error at shutdown: {first_line(exc)}")
 
     def _step(self) -> None:
         stopping = self._stop.is_set()
@@ -528,7 +528,7 @@ class InferenceLog:
             self._warn(
                 "invalid",
                 f"inference log: a record of model {items[0].model!r} version {items[0].version!r} "
-                f"could not be stored and was dropped: {_describe(exc)}",
+                f"could not be stored and was dropped: {first_line(exc)}",
             )
             return
         if table.num_rows == 0:
@@ -594,7 +594,7 @@ class InferenceLog:
                 upload_atomic(self._settings, self._s3.bucket, self._s3_key(pending.relative), data)
             else:
                 assert self._root is not None
-                _write_local_atomic(self._root / pending.relative, data)
+                write_atomic(self._root / pending.relative, data)
         except Exception as exc:  # noqa: BLE001 - disk full, store down, ...: counted, never fatal
             self._write_errors.inc()
             pending.attempts += 1
@@ -604,7 +604,7 @@ class InferenceLog:
                 self._dropped["write_error"].inc(pending.table.num_rows)
                 self._warn(
                     "write",
-                    f"inference log: cannot write {where} ({_describe(exc)}); "
+                    f"inference log: cannot write {where} ({first_line(exc)}); "
                     f"{pending.table.num_rows} rows dropped after {pending.attempts} attempt(s)",
                 )
             else:
@@ -612,7 +612,7 @@ class InferenceLog:
                 pending.next_try = now + delay
                 self._warn(
                     "write",
-                    f"inference log: cannot write {where} ({_describe(exc)}); retrying in {delay:.0f}s",
+                    f"inference log: cannot write {where} ({first_line(exc)}); retrying in {delay:.0f}s",
                 )
             return
         self._pending.remove(pending)
@@ -691,11 +691,6 @@ def path_segment(name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         safe = f"{safe[:_MAX_SEGMENT_CHARS]}-{digest}"
     return safe
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _row_count(columns: Mapping[str, Any], outputs: Mapping[str, Any]) -> int:
@@ -826,24 +821,8 @@ def _parquet_bytes(table: pa.Table, compression: str) -> bytes:
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=None if compression == "none" else compression)
+    pq.write_table(table, sink, compression=compression)  # pyarrow takes "none" for uncompressed
     return sink.getvalue().to_pybytes()
-
-
-def _write_local_atomic(target: Path, data: bytes) -> None:
-    """Write under a hidden temporary name in the same folder, sync, rename: whole or absent."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 # ---- reading, for the monitoring stage ------------------------------------------------------------
@@ -935,7 +914,7 @@ def read_inference_log(
             continue  # the same on the object store (the bucket itself was listed a moment ago)
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(
-                f"inference log file {where} cannot be read as Parquet: {_describe(exc)}"
+                f"inference log file {where} cannot be read as Parquet: {first_line(exc)}"
             ) from None
         if model is not None:
             table = table.filter(pc.equal(table["model"], model))

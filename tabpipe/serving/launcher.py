@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tabpipe.errors import ServiceError
+from tabpipe.io import write_atomic
 from tabpipe.mlflow_server import ServerHandle, claim_or_refuse, start_detached
 
 #: Not 8080: the cluster path maps the KFP UI there (kind-cluster.yaml).
@@ -79,10 +80,7 @@ def remember_model(state_dir: Path, model_name: str) -> list[str]:
     names = remembered_models(state_dir)
     if model_name not in names:
         names.append(model_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, "".join(f"{name}\n" for name in names).encode())
     return names
 
 

@@ -39,6 +39,7 @@ from tabpipe.serving.request_error import Busy
 from tabpipe.serving.store import LoadedModel, claimed_model_name, is_registry_uri, load_uri
 from tabpipe.serving.validation import (
     CONTRACT_DATATYPE,
+    DEFAULT_BODY_READ_SECONDS,
     DEFAULT_INFLIGHT_BODIES,
     DEFAULT_MAX_LOADS_PER_MINUTE,
     DecodedRequest,
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 UNKNOWN = "__unknown__"
 #: Bodies above this size are decoded off the event loop, and mark the request large (memory trim).
 INLINE_MAX_BODY_BYTES = 256 * 1024
-#: How long a request body may take to arrive before it is answered 408.
-DEFAULT_BODY_READ_SECONDS = 30.0
 #: A failed startup load is retried after this long, doubling up to the maximum, until it loads
 #: (a store that was down at startup) or its name is unloaded or loaded through the API.
 STARTUP_RETRY_FIRST_SECONDS = 5.0

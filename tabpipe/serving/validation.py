@@ -56,6 +56,8 @@ DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_INFLIGHT_BODIES = 4
 #: Repository loads allowed per minute by default (a deploy needs one, two when it rolls back).
 DEFAULT_MAX_LOADS_PER_MINUTE = 12
+#: How long a request body may take to arrive before it is answered 408.
+DEFAULT_BODY_READ_SECONDS = 30.0
 
 _INT_RANGES = {
     "INT8": (-(2**7), 2**7 - 1),

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,65 @@ def tabpipe_predict(config: Path, url: str, *extra: str) -> subprocess.Completed
         cwd=REPO,
         timeout=120,
     )
+
+
+def fill_grpc_parameter(draw: Any, parameter: Any, texts: Any, allow_unset: bool = False) -> None:
+    """Give a gRPC ``InferParameter`` a value of a kind hypothesis draws (or, if allowed, none at all)."""
+    from hypothesis import strategies as st
+
+    kind = draw(st.integers(0, 5 if allow_unset else 4))
+    if kind == 0:
+        parameter.bool_param = draw(st.booleans())
+    elif kind == 1:
+        parameter.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
+    elif kind == 2:
+        parameter.double_param = draw(st.floats())
+    elif kind == 3:
+        parameter.uint64_param = draw(st.integers(0, 2**64 - 1))
+    elif kind == 4:
+        parameter.string_param = draw(texts)
+    else:
+        parameter.SetInParent()  # present, with no value chosen
+
+
+class HangingLoad:
+    """A repository load of ``models:/<name>@champion`` from a silent tracking server, run in a thread.
+
+    Entering waits until the server shows the name LOADING (the load holds the server's
+    load lock); leaving calls ``release`` (closing the silent server ends the load) and
+    waits for the thread. ``statuses`` gets the load's HTTP status once it gives up.
+    """
+
+    def __init__(self, server: Server, name: str, timeout: float, release: Callable[[], None]) -> None:
+        import threading
+
+        self.statuses: list[int] = []
+        self._server, self._name, self._timeout, self._release = server, name, timeout, release
+        self._thread = threading.Thread(target=self._load)
+
+    def _load(self) -> None:
+        server = self._server
+        response = httpx.post(
+            f"{server.url}/v2/repository/models/{self._name}/load",
+            json={"parameters": {"uri": f"models:/{self._name}@champion"}},
+            headers=server.admin,
+            timeout=self._timeout,
+        )
+        self.statuses.append(response.status_code)
+
+    def __enter__(self) -> HangingLoad:
+        self._thread.start()
+        try:
+            server, deadline = self._server, time.monotonic() + 30
+            index = f"{server.url}/v2/repository/index"
+            while httpx.get(index, headers=server.admin).json()[0]["state"] != "LOADING":
+                assert time.monotonic() < deadline and not self.statuses, self.statuses
+                time.sleep(0.1)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+        self._thread.join(timeout=self._timeout + 30)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
-from serving_support import Bundle, oip_request, silent_tracking_server
+from serving_support import Bundle, HangingLoad, oip_request, silent_tracking_server
 
 HOUSING = "housing-price"
 
@@ -48,26 +47,7 @@ def test_a_second_load_while_one_runs_is_429(
     silent, tracking = silent_tracking_server(monkeypatch, timeout=20)
     server = start_server(bundles["housing-v1"].path, "--tracking-uri", tracking)
     server.wait_ready()
-    first: list[int] = []
-
-    def hanging_load() -> None:
-        load = {"parameters": {"uri": f"models:/{HOUSING}@champion"}}
-        response = httpx.post(
-            f"{server.url}/v2/repository/models/{HOUSING}/load", json=load, headers=server.admin, timeout=90
-        )
-        first.append(response.status_code)
-
-    thread = threading.Thread(target=hanging_load)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        # Wait until the first load holds the server's load lock (the index says LOADING).
-        while (
-            httpx.get(f"{server.url}/v2/repository/index", headers=server.admin).json()[0]["state"]
-            != "LOADING"
-        ):
-            assert time.monotonic() < deadline and not first, first
-            time.sleep(0.1)
+    with HangingLoad(server, HOUSING, timeout=90, release=silent.close) as hanging:
         second = httpx.post(
             f"{server.url}/v2/repository/models/{HOUSING}/load", headers=server.admin, timeout=30
         )
@@ -80,7 +60,5 @@ def test_a_second_load_while_one_runs_is_429(
             timeout=30,
         )
         assert infer.status_code == 200
-    finally:
-        silent.close()
-        thread.join(timeout=90)
-    assert first and 400 <= first[0] < 500, first  # the hung load failed cleanly, a client error
+    statuses = hanging.statuses
+    assert statuses and 400 <= statuses[0] < 500, statuses  # the hung load failed cleanly, a client error

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import Bundle, Server
+from serving_support import Bundle, Server, fill_grpc_parameter
 
 HOUSING = "housing-price"
 PREFIX = "/inference.GRPCInferenceService/"
@@ -208,19 +208,7 @@ SHAPES = st.sampled_from(
 
 
 def _fill_parameter(draw: Any, parameter: Any) -> None:
-    kind = draw(st.integers(0, 5))
-    if kind == 0:
-        parameter.bool_param = draw(st.booleans())
-    elif kind == 1:
-        parameter.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
-    elif kind == 2:
-        parameter.double_param = draw(st.floats())
-    elif kind == 3:
-        parameter.uint64_param = draw(st.integers(0, 2**64 - 1))
-    elif kind == 4:
-        parameter.string_param = draw(st.text(max_size=8))
-    else:
-        parameter.SetInParent()  # present, with no value chosen
+    fill_grpc_parameter(draw, parameter, st.text(max_size=8), allow_unset=True)
 
 
 @st.composite

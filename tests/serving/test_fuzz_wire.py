@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_support import Bundle, Server
+from serving_support import Bundle, Server, fill_grpc_parameter
 
 HOUSING = "housing-price"
 EXAMPLES = 250
@@ -177,18 +177,7 @@ def grpc_requests(draw: Any, bundle: Bundle) -> Any:
     if draw(st.booleans()):
         request.parameters["content_type"].string_param = draw(st.sampled_from(["pd", "np", ""]))
     if draw(st.integers(0, 3)) == 0:
-        parameter = request.parameters[draw(texts)]
-        kind = draw(st.integers(0, 4))
-        if kind == 0:
-            parameter.bool_param = draw(st.booleans())
-        elif kind == 1:
-            parameter.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
-        elif kind == 2:
-            parameter.double_param = draw(st.floats())
-        elif kind == 3:
-            parameter.uint64_param = draw(st.integers(0, 2**64 - 1))
-        else:
-            parameter.string_param = draw(texts)
+        fill_grpc_parameter(draw, request.parameters[draw(texts)], texts)
     raw = draw(st.booleans())
     wild = draw(st.integers(0, 2)) > 0  # a third stay valid, so the success path is exercised too
     for tensor in _valid_tensors(bundle, n):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serving_support import Bundle, oip_request, read_http_response, silent_tracking_server
+from serving_support import Bundle, HangingLoad, oip_request, read_http_response, silent_tracking_server
 
 PHISHING = "phishing-e2e"
 HOUSING = "housing-price"
@@ -121,28 +120,8 @@ def test_the_deploy_client_waits_out_a_load_in_progress(
     server.wait_ready()
     monkeypatch.setenv("TABPIPE_SERVING_ADMIN_TOKEN", TEST_TOKEN)
 
-    def hanging_load() -> None:
-        httpx.post(
-            f"{server.url}/v2/repository/models/{HOUSING}/load",
-            json={"parameters": {"uri": f"models:/{HOUSING}@champion"}},
-            headers=server.admin,
-            timeout=60,
-        )
-
-    thread = threading.Thread(target=hanging_load)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while (
-            httpx.get(f"{server.url}/v2/repository/index", headers=server.admin).json()[0]["state"]
-            != "LOADING"
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with HangingLoad(server, HOUSING, timeout=60, release=silent.close):
         started = time.monotonic()
         # Refused with 429 while the hanging load holds the lock; retried after Retry-After.
         assert load(server.url, HOUSING, str(housing.path)) == "1"
         assert time.monotonic() - started >= 1
-    finally:
-        thread.join()
-        silent.close()
